@@ -1,0 +1,371 @@
+//! Configuration: environment variables (`.env` honoured) with matching CLI flags, sane defaults,
+//! and one validation pass at start that names the variable at fault.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// A secret string: never printed by Debug or Display.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison, so a token cannot be guessed byte by byte from response times.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
+        let mut diff = a.len() ^ b.len();
+        for i in 0..a.len().max(b.len()) {
+            diff |= (a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0)) as usize;
+        }
+        diff == 0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LlmProviderChoice {
+    Auto,
+    Gemini,
+    Openai,
+    None,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "webhook-receiver",
+    version,
+    about = "Self-healing agent for Docker Compose services",
+    args_override_self = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Exit 0 when this agent's /healthz answers 200 (for the Docker healthcheck; no shell needed).
+    Healthcheck,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Address to serve the webhook, /healthz, /metrics and /incidents on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:5001")]
+    pub listen_addr: SocketAddr,
+    /// Bearer token Alertmanager must send; empty disables the check.
+    #[arg(
+        long,
+        env = "WEBHOOK_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub webhook_token: String,
+    /// Compose services the agent may heal, comma-separated.
+    #[arg(
+        long,
+        env = "HEAL_SERVICES",
+        default_value = "webapp",
+        value_delimiter = ','
+    )]
+    pub heal_services: Vec<String>,
+    /// Compose project to act in; default: the project of the agent's own container.
+    #[arg(long, env = "HEAL_PROJECT", default_value = "")]
+    pub heal_project: String,
+    /// Docker daemon to use, e.g. unix:///var/run/docker.sock; empty: the local default.
+    #[arg(long, env = "DOCKER_HOST", default_value = "")]
+    pub docker_host: String,
+    /// Service-level health URL checked after a restart (through the load balancer); empty to skip.
+    #[arg(long, env = "HEALTH_URL", default_value = "http://nginx/health")]
+    pub health_url: String,
+    /// Diagnose and record what would be done, change nothing.
+    #[arg(long, env = "DRY_RUN", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub dry_run: bool,
+    /// React to Docker events (die, oom, unhealthy) without waiting for an alert.
+    #[arg(long, env = "DOCKER_EVENTS", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub docker_events: bool,
+    /// Restarts allowed per replica within the window before the agent gives up on it.
+    #[arg(long, env = "RESTART_BUDGET", default_value_t = 5)]
+    pub restart_budget: u32,
+    #[arg(long, env = "RESTART_WINDOW_SECS", default_value_t = 600)]
+    pub restart_window_secs: u64,
+    /// Backoff before the 2nd restart of a replica within the window; doubles each time.
+    #[arg(long, env = "RESTART_BACKOFF_MS", default_value_t = 1000)]
+    pub restart_backoff_ms: u64,
+    #[arg(long, env = "RESTART_BACKOFF_MAX_MS", default_value_t = 30_000)]
+    pub restart_backoff_max_ms: u64,
+    /// How long verification may wait for restarted replicas to serve.
+    #[arg(long, env = "VERIFY_TIMEOUT_SECS", default_value_t = 30)]
+    pub verify_timeout_secs: u64,
+    /// Pause before a run, so triggers arriving together become one run.
+    #[arg(long, env = "DEBOUNCE_MS", default_value_t = 100)]
+    pub debounce_ms: u64,
+    /// JSON-lines incident log; empty keeps incidents in memory only.
+    #[arg(long, env = "INCIDENT_LOG", default_value = "incidents.jsonl")]
+    pub incident_log: String,
+    /// Restart budget state; default: restart-budget.json next to the incident log.
+    #[arg(long, env = "BUDGET_STATE", default_value = "")]
+    pub budget_state: String,
+    /// Largest webhook body accepted, in bytes.
+    #[arg(long, env = "WEBHOOK_MAX_BYTES", default_value_t = 1024 * 1024)]
+    pub webhook_max_bytes: usize,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// auto: Gemini if its key is set, else OpenAI-compatible if configured, else the runbook.
+    #[arg(long, env = "LLM_PROVIDER", value_enum, default_value = "auto")]
+    pub llm_provider: LlmProviderChoice,
+    #[arg(
+        long,
+        env = "GEMINI_API_KEY",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub gemini_api_key: String,
+    /// Accepted in place of GEMINI_API_KEY.
+    #[arg(
+        long,
+        env = "GOOGLE_API_KEY",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub google_api_key: String,
+    #[arg(long, env = "GEMINI_MODEL", default_value = "gemini-3.5-flash")]
+    pub gemini_model: String,
+    #[arg(
+        long,
+        env = "GEMINI_BASE_URL",
+        default_value = "https://generativelanguage.googleapis.com"
+    )]
+    pub gemini_base_url: String,
+    #[arg(
+        long,
+        env = "OPENAI_API_KEY",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub openai_api_key: String,
+    /// e.g. https://api.openai.com/v1 or http://ollama:11434/v1
+    #[arg(long, env = "OPENAI_BASE_URL", default_value = "")]
+    pub openai_base_url: String,
+    #[arg(long, env = "OPENAI_MODEL", default_value = "gpt-4o-mini")]
+    pub openai_model: String,
+    #[arg(long, env = "LLM_MAX_TURNS", default_value_t = 8)]
+    pub llm_max_turns: u32,
+    #[arg(long, env = "LLM_TIMEOUT_SECS", default_value_t = 60)]
+    pub llm_timeout_secs: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+fn bad(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        reason: reason.into(),
+    }
+}
+
+impl Settings {
+    /// Checks everything that clap's types do not, once, at start.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let valid_name = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        if self.services().is_empty() {
+            return Err(bad("HEAL_SERVICES", "name at least one compose service"));
+        }
+        if let Some(s) = self.services().iter().find(|s| !valid_name(s)) {
+            return Err(bad(
+                "HEAL_SERVICES",
+                format!("{s:?} is not a compose service name"),
+            ));
+        }
+        if !self.heal_project.is_empty() && !valid_name(&self.heal_project) {
+            return Err(bad(
+                "HEAL_PROJECT",
+                format!("{:?} is not a compose project name", self.heal_project),
+            ));
+        }
+        if !self.health_url.is_empty() {
+            let url = reqwest::Url::parse(&self.health_url)
+                .map_err(|e| bad("HEALTH_URL", e.to_string()))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(bad("HEALTH_URL", "must be an http(s) URL"));
+            }
+        }
+        if self.restart_budget == 0 {
+            return Err(bad("RESTART_BUDGET", "must be at least 1"));
+        }
+        if self.restart_window_secs == 0 {
+            return Err(bad("RESTART_WINDOW_SECS", "must be at least 1"));
+        }
+        if self.verify_timeout_secs == 0 {
+            return Err(bad("VERIFY_TIMEOUT_SECS", "must be at least 1"));
+        }
+        if self.webhook_max_bytes < 1024 {
+            return Err(bad("WEBHOOK_MAX_BYTES", "must be at least 1024"));
+        }
+        if self.llm_max_turns == 0 {
+            return Err(bad("LLM_MAX_TURNS", "must be at least 1"));
+        }
+        if self.llm_timeout_secs == 0 {
+            return Err(bad("LLM_TIMEOUT_SECS", "must be at least 1"));
+        }
+        for (var, url) in [
+            ("GEMINI_BASE_URL", &self.gemini_base_url),
+            ("OPENAI_BASE_URL", &self.openai_base_url),
+        ] {
+            if !url.is_empty() {
+                reqwest::Url::parse(url).map_err(|e| bad(var, e.to_string()))?;
+            }
+        }
+        if self.llm_provider == LlmProviderChoice::Gemini && self.gemini_key().is_none() {
+            return Err(bad(
+                "GEMINI_API_KEY",
+                "LLM_PROVIDER=gemini needs GEMINI_API_KEY (or GOOGLE_API_KEY)",
+            ));
+        }
+        if self.llm_provider == LlmProviderChoice::Openai
+            && self.openai_base_url.is_empty()
+            && self.openai_api_key.is_empty()
+        {
+            return Err(bad(
+                "OPENAI_BASE_URL",
+                "LLM_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn services(&self) -> Vec<String> {
+        self.heal_services
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    pub fn token(&self) -> Option<Secret> {
+        (!self.webhook_token.is_empty()).then(|| Secret::new(self.webhook_token.clone()))
+    }
+
+    pub fn gemini_key(&self) -> Option<Secret> {
+        [&self.gemini_api_key, &self.google_api_key]
+            .into_iter()
+            .find(|k| !k.trim().is_empty())
+            .map(|k| Secret::new(k.trim()))
+    }
+
+    pub fn health_url(&self) -> Option<String> {
+        (!self.health_url.is_empty()).then(|| self.health_url.clone())
+    }
+
+    pub fn incident_log(&self) -> Option<PathBuf> {
+        (!self.incident_log.is_empty()).then(|| PathBuf::from(&self.incident_log))
+    }
+
+    pub fn budget_state(&self) -> Option<PathBuf> {
+        if !self.budget_state.is_empty() {
+            return Some(PathBuf::from(&self.budget_state));
+        }
+        self.incident_log()
+            .map(|p| p.with_file_name("restart-budget.json"))
+    }
+
+    pub fn verify_timeout(&self) -> Duration {
+        Duration::from_secs(self.verify_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, String> {
+        let mut all = vec!["webhook-receiver"];
+        all.extend_from_slice(args);
+        let cli = Cli::try_parse_from(all).map_err(|e| e.to_string())?;
+        cli.settings.validate().map_err(|e| e.to_string())?;
+        Ok(cli.settings)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.services(), ["webapp"]);
+        assert_eq!(s.listen_addr.port(), 5001);
+        assert!(s.docker_events && !s.dry_run);
+        assert_eq!(
+            s.budget_state().unwrap(),
+            PathBuf::from("restart-budget.json")
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        assert!(parse(&["--heal-services", "web app"])
+            .unwrap_err()
+            .contains("HEAL_SERVICES"));
+        assert!(parse(&["--health-url", "not a url"])
+            .unwrap_err()
+            .contains("HEALTH_URL"));
+        assert!(parse(&["--restart-budget", "0"])
+            .unwrap_err()
+            .contains("RESTART_BUDGET"));
+        assert!(parse(&["--llm-provider", "gemini"])
+            .unwrap_err()
+            .contains("GEMINI_API_KEY"));
+        assert!(parse(&["--dry-run", "maybe"]).is_err());
+        assert!(parse(&["--dry-run", "yes"]).unwrap().dry_run);
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+        assert!(
+            s.matches("hunter2")
+                && !s.matches("hunter")
+                && !s.matches("hunter22")
+                && !s.matches("")
+        );
+    }
+}

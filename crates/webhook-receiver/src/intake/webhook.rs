@@ -1,0 +1,162 @@
+//! `POST /webhook`: authenticate, check, parse, hand triggers to the engine, answer at once.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use serde_json::json;
+
+use super::alert::WebhookPayload;
+use super::AppState;
+use crate::incidents::{TriggerKind, TriggerRecord};
+use crate::tools::guard_bounded as bounded;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("content type must be application/json, got {0:?}")]
+    UnsupportedMediaType(String),
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("not an Alertmanager webhook: {0}")]
+    NotAWebhook(String),
+    #[error("unsupported webhook version {0:?} (expected \"4\")")]
+    UnsupportedVersion(String),
+}
+
+impl WebhookError {
+    fn metric(&self) -> &'static str {
+        match self {
+            WebhookError::Unauthorized => "unauthorized",
+            WebhookError::UnsupportedMediaType(_) => "unsupported_media_type",
+            WebhookError::PayloadTooLarge(_) => "payload_too_large",
+            _ => "bad_request",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            WebhookError::Unauthorized => StatusCode::UNAUTHORIZED,
+            WebhookError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            WebhookError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl IntoResponse for WebhookError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
+        if let WebhookError::Unauthorized = self {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("static header"),
+            );
+        }
+        resp
+    }
+}
+
+pub async fn receive(State(state): State<AppState>, req: Request<Body>) -> Response {
+    match handle(&state, req).await {
+        Ok(body) => {
+            state
+                .metrics
+                .webhooks_received
+                .with_label_values(&["accepted"])
+                .inc();
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        Err(e) => {
+            state
+                .metrics
+                .webhooks_received
+                .with_label_values(&[e.metric()])
+                .inc();
+            tracing::warn!(error = %e, "webhook rejected");
+            e.into_response()
+        }
+    }
+}
+
+async fn handle(state: &AppState, req: Request<Body>) -> Result<serde_json::Value, WebhookError> {
+    if let Some(token) = &state.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !token.matches(given) {
+            return Err(WebhookError::Unauthorized);
+        }
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" {
+        return Err(WebhookError::UnsupportedMediaType(bounded(
+            &content_type,
+            100,
+        )));
+    }
+    let bytes = to_bytes(req.into_body(), state.max_body)
+        .await
+        .map_err(|_| WebhookError::PayloadTooLarge(state.max_body))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| WebhookError::MalformedJson(e.to_string()))?;
+    let payload: WebhookPayload =
+        serde_json::from_value(value).map_err(|e| WebhookError::NotAWebhook(e.to_string()))?;
+    if payload.version != "4" {
+        return Err(WebhookError::UnsupportedVersion(bounded(
+            &payload.version,
+            20,
+        )));
+    }
+
+    let (mut triggered, mut ignored, mut resolved) = (Vec::new(), 0usize, 0usize);
+    for alert in &payload.alerts {
+        if !alert.is_firing() {
+            resolved += 1;
+            tracing::info!(alert = %bounded(alert.name(), 100), fingerprint = %bounded(&alert.fingerprint, 40), "alert resolved (recorded, no action)");
+            continue;
+        }
+        let service = alert.service().unwrap_or("");
+        let trigger = TriggerRecord {
+            kind: TriggerKind::Alert,
+            name: bounded(alert.name(), 100),
+            at: alert
+                .starts_at
+                .filter(|t| t.timestamp() > 0)
+                .unwrap_or_else(Utc::now),
+            container: None,
+            summary: alert.summary().map(|s| bounded(s, 500)),
+        };
+        if state.engine.trigger(service, trigger) {
+            if !triggered.contains(&service.to_string()) {
+                triggered.push(service.to_string());
+            }
+        } else {
+            ignored += 1;
+            tracing::info!(alert = %bounded(alert.name(), 100), service = %bounded(service, 100), "alert names no service this agent heals; ignored");
+        }
+    }
+    tracing::info!(status = %bounded(&payload.status, 20), alerts = payload.alerts.len(), triggered = ?triggered, ignored, resolved, "alertmanager webhook accepted");
+    Ok(
+        json!({ "status": "accepted", "triggered": triggered, "ignored": ignored, "resolved": resolved }),
+    )
+}

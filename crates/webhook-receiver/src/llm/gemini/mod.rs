@@ -1,0 +1,131 @@
+//! Gemini through its native REST API (`generateContent`), hand-written over reqwest.
+//!
+//! The key travels in the `x-goog-api-key` header, never in the URL, so it cannot reach access
+//! logs or the error messages reqwest builds from URLs.
+
+mod wire;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::types::{ApiKey, ChatModel, LlmError, Message, ModelTurn};
+use super::ToolSpec;
+
+pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+
+/// What the Gemini provider needs; the caller's config fills it (the model is never hard-coded here).
+#[derive(Debug, Clone)]
+pub struct GeminiConfig {
+    pub api_key: ApiKey,
+    pub model: String,
+    /// Without a trailing path: `https://generativelanguage.googleapis.com` or a test server.
+    pub base_url: String,
+    /// Limit for one HTTP request; the loop's run deadline applies on top.
+    pub request_timeout: Duration,
+}
+
+pub struct Gemini {
+    http: reqwest::Client,
+    api_key: ApiKey,
+    model: String,
+    endpoint: String,
+}
+
+impl Gemini {
+    pub fn new(config: GeminiConfig) -> Result<Self, LlmError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .user_agent(concat!("webhook-receiver/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| LlmError::Transport(format!("building the HTTP client: {e}")))?;
+        let model = config
+            .model
+            .trim()
+            .trim_start_matches("models/")
+            .to_string();
+        let endpoint = format!(
+            "{}/v1beta/models/{}:generateContent",
+            config.base_url.trim_end_matches('/'),
+            model
+        );
+        Ok(Gemini {
+            http,
+            api_key: config.api_key,
+            model,
+            endpoint,
+        })
+    }
+}
+
+#[async_trait]
+impl ChatModel for Gemini {
+    fn provider(&self) -> &'static str {
+        "gemini"
+    }
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    async fn complete(
+        &self,
+        system: &str,
+        history: &[Message],
+        tools: &[ToolSpec],
+    ) -> Result<ModelTurn, LlmError> {
+        let body = serde_json::to_vec(&wire::build_request(system, history, tools))
+            .map_err(|e| LlmError::Decode(format!("encoding the request: {e}")))?;
+        let response = self
+            .http
+            .post(&self.endpoint)
+            .header("x-goog-api-key", self.api_key.expose())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        if !status.is_success() {
+            return Err(wire::parse_error(
+                status.as_u16(),
+                retry_after.as_deref(),
+                &bytes,
+                &self.api_key,
+            ));
+        }
+        wire::parse_response(&bytes)
+    }
+}
+
+impl Gemini {
+    fn transport_error(&self, e: reqwest::Error) -> LlmError {
+        if e.is_timeout() {
+            LlmError::Timeout
+        } else {
+            // reqwest's message includes the URL, which holds no key; scrub anyway.
+            LlmError::Transport(self.api_key.scrub(&error_chain(&e)))
+        }
+    }
+}
+
+/// An error with its sources ("error sending request: connection refused").
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    super::types::truncate_chars(&text, 500)
+}

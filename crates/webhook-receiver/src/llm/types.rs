@@ -1,0 +1,305 @@
+//! Provider-neutral conversation types, the [`ChatModel`] seam and [`LlmError`].
+//!
+//! Each provider converts these to and from its own wire structs at its edge. What a provider needs
+//! echoed back unchanged (Gemini's `thoughtSignature` and any part it does not know) travels in
+//! [`AssistantTurn::echo`], as the exact JSON text the provider received.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::ToolSpec;
+
+/// An API key. `Debug` and `Display` never show it; only a provider's request builder calls
+/// [`ApiKey::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// `None` for an empty or blank key, so that `GEMINI_API_KEY=` counts as unset.
+    pub fn new(key: impl Into<String>) -> Option<Self> {
+        let key = key.into().trim().to_string();
+        (!key.is_empty()).then_some(ApiKey(key))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Removes the key from text that may have echoed it (an error body, a transport error).
+    pub fn scrub(&self, text: &str) -> String {
+        text.replace(&self.0, "[redacted]")
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey([redacted])")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// One entry of the conversation history (the system prompt is passed separately).
+#[derive(Debug, Clone)]
+pub enum Message {
+    User(String),
+    Assistant(AssistantTurn),
+    /// The answers to every call of the preceding assistant turn, in the order of the calls.
+    ToolResults(Vec<ToolResult>),
+}
+
+/// What the model said in one turn.
+#[derive(Debug, Clone, Default)]
+pub struct AssistantTurn {
+    /// Visible text (thought summaries excluded).
+    pub text: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
+    /// The provider's own JSON for this turn, exactly as received, echoed back verbatim in the next
+    /// request by the provider that produced it. `None` for turns built by hand (tests).
+    pub echo: Option<Box<RawValue>>,
+}
+
+/// A function call requested by the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// Provider call id: always set by OpenAI-compatible servers, optional on Gemini.
+    pub id: Option<String>,
+    pub name: String,
+    pub args: ToolArgs,
+}
+
+/// The arguments of a call: parsed JSON, or the raw text that failed to parse.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolArgs {
+    Json(Value),
+    Malformed { raw: String, error: String },
+}
+
+impl ToolArgs {
+    /// Parses an OpenAI-style `arguments` string; an empty string means "no arguments".
+    pub fn parse(raw: &str) -> Self {
+        if raw.trim().is_empty() {
+            return ToolArgs::Json(Value::Object(Default::default()));
+        }
+        match serde_json::from_str(raw) {
+            Ok(v) => ToolArgs::Json(v),
+            Err(e) => ToolArgs::Malformed {
+                raw: raw.to_string(),
+                error: e.to_string(),
+            },
+        }
+    }
+
+    /// The arguments as a JSON value for records: the parsed value, or the raw text as a string.
+    pub fn to_value(&self) -> Value {
+        match self {
+            ToolArgs::Json(v) => v.clone(),
+            ToolArgs::Malformed { raw, .. } => Value::String(raw.clone()),
+        }
+    }
+}
+
+/// The answer to one [`ToolCall`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolResult {
+    pub call_id: Option<String>,
+    pub name: String,
+    /// `Ok` is sent as `{"output": ...}`, `Err` as `{"error": ...}`.
+    pub result: Result<Value, String>,
+}
+
+impl ToolResult {
+    /// The JSON object the model receives.
+    pub fn response_object(&self) -> Value {
+        match &self.result {
+            Ok(v) => serde_json::json!({ "output": v }),
+            Err(e) => serde_json::json!({ "error": e }),
+        }
+    }
+}
+
+/// Token counts of one model response, from the provider's usage fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    /// Generated tokens, thinking tokens included where the provider reports them.
+    pub output_tokens: u64,
+}
+
+/// One model response.
+#[derive(Debug, Clone, Default)]
+pub struct ModelTurn {
+    pub turn: AssistantTurn,
+    pub usage: Usage,
+    /// The provider's finish reason, for logs (`STOP`, `tool_calls`, `MAX_TOKENS`...).
+    pub finish_reason: Option<String>,
+}
+
+/// A chat model with function calling.
+#[async_trait]
+pub trait ChatModel: Send + Sync {
+    /// `gemini` or `openai`: the `provider` label of the metrics.
+    fn provider(&self) -> &'static str;
+    fn model(&self) -> &str;
+    async fn complete(
+        &self,
+        system: &str,
+        history: &[Message],
+        tools: &[ToolSpec],
+    ) -> Result<ModelTurn, LlmError>;
+}
+
+/// Why a model request failed. Messages are bounded and never contain the API key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LlmError {
+    #[error("the model provider is rate limiting (429){}", retry_hint(.retry_after))]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("the model provider failed with {status}: {message}")]
+    Server { status: u16, message: String },
+    #[error("the model provider rejected the request with {status}: {message}")]
+    Client { status: u16, message: String },
+    #[error("the model request timed out")]
+    Timeout,
+    #[error("could not reach the model provider: {0}")]
+    Transport(String),
+    #[error("could not understand the model's response: {0}")]
+    Decode(String),
+}
+
+fn retry_hint(d: &Option<Duration>) -> String {
+    d.map(|d| format!(", retry in {:.1}s", d.as_secs_f64()))
+        .unwrap_or_default()
+}
+
+/// What to do after an [`LlmError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAdvice {
+    /// Retrying cannot help (4xx, undecodable answer).
+    Never,
+    /// Retry after the server's delay, or after our own backoff when it gave none.
+    After(Option<Duration>),
+}
+
+impl LlmError {
+    pub fn retry_advice(&self) -> RetryAdvice {
+        match self {
+            LlmError::RateLimited { retry_after } => RetryAdvice::After(*retry_after),
+            LlmError::Server { .. } | LlmError::Timeout | LlmError::Transport(_) => {
+                RetryAdvice::After(None)
+            }
+            LlmError::Client { .. } | LlmError::Decode(_) => RetryAdvice::Never,
+        }
+    }
+
+    /// The `outcome` label of `healing_llm_requests_total`.
+    pub fn outcome_label(&self) -> &'static str {
+        match self {
+            LlmError::RateLimited { .. } => "rate_limited",
+            // An answer we cannot use is the server's fault as far as the dashboard cares.
+            LlmError::Server { .. } | LlmError::Decode(_) => "server_error",
+            LlmError::Client { .. } => "client_error",
+            LlmError::Timeout => "timeout",
+            LlmError::Transport(_) => "transport_error",
+        }
+    }
+}
+
+/// Cuts `text` to at most `max` characters (on a char boundary), marking the cut.
+pub fn truncate_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}…[truncated]", &text[..cut]),
+    }
+}
+
+/// Maximum length of a provider error message kept in an [`LlmError`].
+pub(crate) const MAX_ERROR_MESSAGE: usize = 500;
+
+/// Prepares a provider's error message for an [`LlmError`]: key removed, bounded, and withheld
+/// entirely when it talks about the key (OpenAI echoes a masked key in "Incorrect API key provided").
+pub(crate) fn clean_provider_message(message: &str, key: Option<&ApiKey>) -> String {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("api key") || lower.contains("api_key") {
+        return "the API key was refused (check the configured key)".to_string();
+    }
+    let scrubbed = match key {
+        Some(k) => k.scrub(message),
+        None => message.to_string(),
+    };
+    truncate_chars(scrubbed.trim(), MAX_ERROR_MESSAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_is_redacted_in_debug_and_display() {
+        let key = ApiKey::new("AIzaSecret123").unwrap();
+        assert_eq!(format!("{key:?}"), "ApiKey([redacted])");
+        assert_eq!(format!("{key}"), "[redacted]");
+        assert_eq!(key.scrub("bad key AIzaSecret123!"), "bad key [redacted]!");
+        assert!(ApiKey::new("  ").is_none());
+    }
+
+    #[test]
+    fn provider_messages_about_keys_are_withheld() {
+        let key = ApiKey::new("sk-abc").unwrap();
+        let m = clean_provider_message("Incorrect API key provided: sk-a**bc", Some(&key));
+        assert!(!m.contains("sk-a"));
+        let m = clean_provider_message("quota for sk-abc exceeded", Some(&key));
+        assert_eq!(m, "quota for [redacted] exceeded");
+    }
+
+    #[test]
+    fn retry_advice_by_error_kind() {
+        let d = Some(Duration::from_secs(47));
+        assert_eq!(
+            LlmError::RateLimited { retry_after: d }.retry_advice(),
+            RetryAdvice::After(d)
+        );
+        assert_eq!(
+            LlmError::Server {
+                status: 503,
+                message: String::new()
+            }
+            .retry_advice(),
+            RetryAdvice::After(None)
+        );
+        assert_eq!(LlmError::Timeout.retry_advice(), RetryAdvice::After(None));
+        assert_eq!(
+            LlmError::Client {
+                status: 400,
+                message: String::new()
+            }
+            .retry_advice(),
+            RetryAdvice::Never
+        );
+        assert!(LlmError::RateLimited { retry_after: d }
+            .to_string()
+            .contains("47.0s"));
+    }
+
+    #[test]
+    fn malformed_args_keep_the_raw_text() {
+        assert_eq!(ToolArgs::parse(""), ToolArgs::Json(serde_json::json!({})));
+        match ToolArgs::parse("{\"name\": ") {
+            ToolArgs::Malformed { raw, .. } => assert_eq!(raw, "{\"name\": "),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn truncation_is_char_safe() {
+        assert_eq!(truncate_chars("héllo", 10), "héllo");
+        assert_eq!(truncate_chars("héllo", 2), "hé…[truncated]");
+    }
+}

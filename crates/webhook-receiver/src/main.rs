@@ -1,0 +1,71 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use webhook_receiver::config::{Cli, Command};
+use webhook_receiver::{telemetry, Application};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck) = cli.command {
+        return healthcheck(cli.settings.listen_addr.port()).await;
+    }
+    let settings = cli.settings;
+    telemetry::init(settings.log_format);
+    if let Err(e) = settings.validate() {
+        tracing::error!("{e}");
+        eprintln!("webhook-receiver: {e}");
+        return ExitCode::from(2);
+    }
+    let app = match Application::build(&settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("webhook-receiver: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match app.run(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+}
+
+/// `webhook-receiver healthcheck`: GET /healthz on our own port; exit 0 on 200.
+async fn healthcheck(port: u16) -> ExitCode {
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let client = reqwest::Client::new();
+    match client
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("{url}: HTTP {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
