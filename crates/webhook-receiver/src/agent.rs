@@ -1,20 +1,123 @@
-//! Chooses the healing strategy from the settings: an LLM provider driving the tools, or the runbook.
+//! Chooses the healing strategy from the settings, and the LLM strategy itself: the model drives the
+//! run through the same guarded tools as the runbook. Anything short of a completed loop is a
+//! failure the engine answers with the runbook (`mode: fallback`), so an LLM outage is never worse
+//! than having no LLM.
 
 use std::sync::Arc;
 
-use crate::config::Settings;
-use crate::engine::{Runbook, Strategy};
+use async_trait::async_trait;
+use serde_json::json;
+
+use crate::config::{LlmProviderChoice, Settings};
+use crate::engine::{Brief, Runbook, Strategy, StrategyReport};
+use crate::incidents::{LlmRecord, Mode, TriggerKind};
+use crate::llm::{self, ApiKey, Budget, ChatModel, LlmConfig, LoopEnd, ProviderChoice};
 use crate::metrics::Metrics;
+use crate::tools::Toolbox;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("cannot set up the LLM provider: {0}")]
-    Provider(String),
+    Provider(#[from] llm::LlmConfigError),
+}
+
+pub fn llm_config(s: &Settings) -> LlmConfig {
+    let non_empty = |v: &str| (!v.trim().is_empty()).then(|| v.trim().to_string());
+    LlmConfig {
+        provider: match s.llm_provider {
+            LlmProviderChoice::Auto => ProviderChoice::Auto,
+            LlmProviderChoice::Gemini => ProviderChoice::Gemini,
+            LlmProviderChoice::Openai => ProviderChoice::OpenAi,
+            LlmProviderChoice::None => ProviderChoice::None,
+        },
+        gemini_api_key: s.gemini_key().and_then(|k| ApiKey::new(k.expose())),
+        gemini_model: s.gemini_model.clone(),
+        gemini_base_url: s.gemini_base_url.clone(),
+        openai_api_key: ApiKey::new(&s.openai_api_key),
+        openai_base_url: non_empty(&s.openai_base_url),
+        openai_model: non_empty(&s.openai_model),
+        max_turns: s.llm_max_turns,
+        run_timeout: std::time::Duration::from_secs(s.llm_timeout_secs),
+    }
 }
 
 pub fn build_strategy(
-    _settings: &Settings,
-    _metrics: &Metrics,
+    settings: &Settings,
+    metrics: &Metrics,
 ) -> Result<Arc<dyn Strategy>, AgentError> {
-    Ok(Arc::new(Runbook))
+    let config = llm_config(settings);
+    let (model, _description) = llm::build(&config)?;
+    Ok(match model {
+        Some(model) => Arc::new(LlmStrategy {
+            model,
+            budget: config.budget(),
+            metrics: metrics.clone(),
+        }),
+        None => Arc::new(Runbook),
+    })
+}
+
+pub struct LlmStrategy {
+    pub model: Arc<dyn ChatModel>,
+    pub budget: Budget,
+    pub metrics: Metrics,
+}
+
+#[async_trait]
+impl Strategy for LlmStrategy {
+    fn mode(&self) -> Mode {
+        Mode::Llm
+    }
+
+    fn describe(&self) -> Option<(String, String)> {
+        Some((
+            self.model.provider().to_string(),
+            self.model.model().to_string(),
+        ))
+    }
+
+    async fn heal(&self, tools: &Toolbox, brief: &Brief) -> StrategyReport {
+        let kind = match brief.triggers.first().map(|t| t.kind) {
+            Some(TriggerKind::Event) => "docker event",
+            _ => "alert",
+        };
+        // Everything from the outside world goes to the model as data, bounded by the prompt builder.
+        let untrusted = json!(brief
+            .triggers
+            .iter()
+            .map(|t| json!({ "name": t.name, "at": t.at, "container": t.container, "summary": t.summary }))
+            .collect::<Vec<_>>())
+        .to_string();
+        let system = llm::prompts::system_prompt(&brief.service);
+        let user = llm::prompts::user_prompt(&brief.service, kind, &untrusted);
+        let report = llm::run(
+            self.model.as_ref(),
+            tools,
+            &system,
+            &user,
+            &self.budget,
+            Some(&self.metrics),
+        )
+        .await;
+        tracing::info!(
+            provider = %report.provider, model = %report.model, turns = report.turns,
+            prompt_tokens = report.prompt_tokens, output_tokens = report.output_tokens,
+            model_ms = report.model_latency.as_millis() as u64, added_ms = report.added_time().as_millis() as u64,
+            end = %report.end.describe(), "model run finished"
+        );
+        let failure = (report.end != LoopEnd::Completed).then(|| report.end.describe());
+        StrategyReport {
+            llm: Some(LlmRecord {
+                provider: report.provider.clone(),
+                model: report.model.clone(),
+                turns: report.turns,
+                prompt_tokens: report.prompt_tokens,
+                output_tokens: report.output_tokens,
+                model_seconds: report.model_latency.as_secs_f64(),
+                summary: report.summary.clone(),
+                ended: report.end.describe(),
+            }),
+            failure,
+        }
+    }
 }

@@ -178,7 +178,8 @@ pub struct Settings {
     /// e.g. https://api.openai.com/v1 or http://ollama:11434/v1
     #[arg(long, env = "OPENAI_BASE_URL", default_value = "")]
     pub openai_base_url: String,
-    #[arg(long, env = "OPENAI_MODEL", default_value = "gpt-4o-mini")]
+    /// Required with the OpenAI-compatible provider (e.g. gpt-4o-mini, llama3.1).
+    #[arg(long, env = "OPENAI_MODEL", default_value = "")]
     pub openai_model: String,
     #[arg(long, env = "LLM_MAX_TURNS", default_value_t = 8)]
     pub llm_max_turns: u32,

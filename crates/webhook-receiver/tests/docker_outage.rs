@@ -1,6 +1,6 @@
 //! Docker stopped and started again: the agent keeps serving, says so in /healthz, and recovers by
-//! itself. Uses a private dockerd (own socket, data root and no networking) so the shared daemon and
-//! the other tests are not disturbed.
+//! itself. Uses a private dockerd (own socket, data root and bridge) so the shared daemon and the
+//! other tests are not disturbed. (Not `--bridge none`: that makes dockerd delete the host's docker0.)
 
 mod support;
 
@@ -12,7 +12,17 @@ use support::{docker_on, ensure_image_on, spawn_agent, webapp_alert, Project, Re
 struct PrivateDockerd {
     dir: std::path::PathBuf,
     host: String,
+    bridge: String,
     child: Option<Child>,
+}
+
+fn ip(args: &[&str]) {
+    let ok = Command::new("ip")
+        .args(args)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "ip {} failed (iproute2 needed)", args.join(" "));
 }
 
 impl PrivateDockerd {
@@ -21,9 +31,15 @@ impl PrivateDockerd {
         let dir = std::path::PathBuf::from(format!("/tmp/hd{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let host = format!("unix://{}/d.sock", dir.display());
+        // A bridge of its own, with a link-local address: nothing routes to or from it.
+        let bridge = format!("hdbr{}", std::process::id() % 100_000);
+        let _ = Command::new("ip").args(["link", "del", &bridge]).status();
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        ip(&["addr", "add", "169.254.77.1/24", "dev", &bridge]);
         PrivateDockerd {
             dir,
             host,
+            bridge,
             child: None,
         }
     }
@@ -39,7 +55,13 @@ impl PrivateDockerd {
             .arg(self.dir.join("exec"))
             .arg("--pidfile")
             .arg(self.dir.join("d.pid"))
-            .args(["--bridge", "none", "--iptables=false", "--ip-masq=false"])
+            .args([
+                "--bridge",
+                &self.bridge,
+                "--iptables=false",
+                "--ip-masq=false",
+                "--ip-forward=false",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -82,6 +104,9 @@ extern "C" {
 impl Drop for PrivateDockerd {
     fn drop(&mut self) {
         self.stop();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
         let _ = Command::new("sh")
             .arg("-c")
             .arg(format!(
