@@ -19,6 +19,9 @@ pub struct BudgetPolicy {
     /// Wait before the second attempt within the window; doubles for each further attempt.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// A replica that ran at least this long before failing is not crash-looping: its earlier
+    /// attempts are forgotten (as Kubernetes resets CrashLoopBackOff). Zero disables the reset.
+    pub stable_after: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +128,19 @@ impl RestartBudget {
         }
     }
 
+    /// Forgets `replica`'s attempts if its last run lasted `stable_after` or longer. Returns true
+    /// when it did.
+    pub fn reset_if_stable(&self, replica: &str, uptime: Duration) -> bool {
+        if self.policy.stable_after.is_zero() || uptime < self.policy.stable_after {
+            return false;
+        }
+        self.entries
+            .lock()
+            .expect("budget lock")
+            .remove(replica)
+            .is_some()
+    }
+
     /// Replicas of `service` whose budget is spent right now.
     pub fn open_breakers(&self, service: &str, now: DateTime<Utc>) -> usize {
         let entries = self.entries.lock().expect("budget lock");
@@ -155,6 +171,7 @@ mod tests {
             window: Duration::from_secs(600),
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(5),
+            stable_after: Duration::from_secs(10),
         }
     }
 
@@ -210,6 +227,37 @@ mod tests {
             BudgetDecision::Allowed { attempt: 1, .. }
         ));
         assert_eq!(b.open_breakers("web", later), 0);
+    }
+
+    #[test]
+    fn a_replica_that_ran_stably_starts_a_fresh_budget() {
+        let b = RestartBudget::load(policy(), None);
+        let t = Utc::now();
+        for _ in 0..3 {
+            b.record("web", "r1", t);
+        }
+        assert!(
+            !b.reset_if_stable("r1", Duration::from_secs(2)),
+            "a 2 s life is a crash loop"
+        );
+        assert_eq!(b.check("r1", t), BudgetDecision::Exhausted { attempts: 3 });
+        assert!(b.reset_if_stable("r1", Duration::from_secs(30)));
+        assert_eq!(
+            b.check("r1", t),
+            BudgetDecision::Allowed {
+                wait: Duration::ZERO,
+                attempt: 1
+            }
+        );
+        let off = RestartBudget::load(
+            BudgetPolicy {
+                stable_after: Duration::ZERO,
+                ..policy()
+            },
+            None,
+        );
+        off.record("web", "r1", t);
+        assert!(!off.reset_if_stable("r1", Duration::from_secs(3600)));
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub struct Settings {
     pub restart_backoff_ms: u64,
     #[arg(long, env = "RESTART_BACKOFF_MAX_MS", default_value_t = 30_000)]
     pub restart_backoff_max_ms: u64,
+    /// A replica that ran this long before failing gets a fresh budget (not a crash loop); 0: never.
+    #[arg(long, env = "RESTART_STABLE_SECS", default_value_t = 10)]
+    pub restart_stable_secs: u64,
     /// How long verification may wait for restarted replicas to serve.
     #[arg(long, env = "VERIFY_TIMEOUT_SECS", default_value_t = 30)]
     pub verify_timeout_secs: u64,

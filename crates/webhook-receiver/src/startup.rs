@@ -70,6 +70,7 @@ impl Application {
                 window: Duration::from_secs(settings.restart_window_secs),
                 backoff_base: Duration::from_millis(settings.restart_backoff_ms),
                 backoff_max: Duration::from_millis(settings.restart_backoff_max_ms),
+                stable_after: Duration::from_secs(settings.restart_stable_secs),
             },
             settings.budget_state(),
         ));
