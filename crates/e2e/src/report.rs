@@ -1,0 +1,506 @@
+//! One run's figures and checks, from the files `scripts/e2e-test` wrote into its folder.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use chrono::DateTime;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::events::{self, Crash};
+use crate::percentile;
+
+/// `meta.json`, written by the script.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Meta {
+    pub name: String,
+    /// `load` (Locust until replicas are OOM-killed) or `reference` (one replica killed by hand).
+    pub kind: String,
+    /// `alert` (Docker events off) or `events`.
+    pub path: String,
+    /// `llm` or `runbook`.
+    pub decider: String,
+    pub service: String,
+    /// Window of the run, seconds since the epoch.
+    pub from: f64,
+    pub to: f64,
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub name: String,
+    pub kind: String,
+    pub path: String,
+    pub decider: String,
+    pub note: String,
+    pub crashes: usize,
+    pub oom_kills: usize,
+    pub healed: usize,
+    pub recovery_p50_s: Option<f64>,
+    pub recovery_p95_s: Option<f64>,
+    pub recovery_max_s: Option<f64>,
+    /// From the crash until the agent's run started (detection + delivery).
+    pub detection_p50_s: Option<f64>,
+    pub restarts_outside_service: usize,
+    pub incidents: usize,
+    pub incidents_by_mode: BTreeMap<String, usize>,
+    pub incidents_by_outcome: BTreeMap<String, usize>,
+    pub requests: Option<u64>,
+    pub failed_requests: Option<u64>,
+    pub failed_share_pct: Option<f64>,
+    pub llm_turns_avg: Option<f64>,
+    pub llm_prompt_tokens_avg: Option<f64>,
+    pub llm_output_tokens_avg: Option<f64>,
+    /// The agent's own time per healing run, minus the model's latency.
+    pub agent_added_p50_s: Option<f64>,
+    pub recoveries_s: Vec<f64>,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub what: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+fn ts(v: &Value) -> Option<f64> {
+    let t = DateTime::parse_from_rfc3339(v.as_str()?).ok()?;
+    Some(t.timestamp_micros() as f64 / 1e6)
+}
+
+/// Restarts the incident's timeline shows as done (`restart_container` with result ok and a real action).
+fn restarts_in(incident: &Value) -> Vec<(String, f64)> {
+    incident["timeline"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter(|a| a["action"] == "restart_container" && a["result"] == "ok")
+                .filter(|a| {
+                    matches!(
+                        a["detail"]["action"].as_str(),
+                        Some("started" | "restarted")
+                    )
+                })
+                .filter_map(|a| Some((a["target"].as_str()?.to_string(), ts(&a["at"])?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sum of a metric's samples whose label set contains every `labels` pair.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+        .sum()
+}
+
+/// The "Aggregated" row of Locust's `_stats.csv`: (requests, failures).
+pub fn locust_totals(csv: &str) -> Option<(u64, u64)> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines
+        .next()?
+        .split(',')
+        .map(|h| h.trim_matches('"'))
+        .collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let (name_i, req_i, fail_i) = (col("Name")?, col("Request Count")?, col("Failure Count")?);
+    lines
+        .map(|l| {
+            l.split(',')
+                .map(|c| c.trim_matches('"'))
+                .collect::<Vec<_>>()
+        })
+        .find_map(|row| {
+            (row.get(name_i)? == &"Aggregated").then(|| {
+                Some((
+                    row.get(req_i)?.parse().ok()?,
+                    row.get(fail_i)?.parse().ok()?,
+                ))
+            })?
+        })
+}
+
+pub fn analyse(dir: &Path) -> Result<Figures> {
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .with_context(|| format!("reading {}", dir.join(f).display()))
+    };
+    let meta: Meta = serde_json::from_str(&read("meta.json")?).context("meta.json")?;
+    let events = events::parse(&read("events.jsonl")?);
+    let incidents: Vec<Value> =
+        serde_json::from_str(&read("incidents.json")?).context("incidents.json")?;
+    let metrics = read("metrics.txt")?;
+    let locust = read("locust_stats.csv")
+        .ok()
+        .and_then(|c| locust_totals(&c));
+
+    // A `docker restart` of an unhealthy replica by the agent also shows up as a death: not a crash.
+    let own_restarts: Vec<(String, f64)> = incidents
+        .iter()
+        .flat_map(|inc| inc["timeline"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["detail"]["action"] == "restarted")
+        .filter_map(|a| Some((a["target"].as_str()?.to_string(), ts(&a["at"])?)))
+        .collect();
+    let crashes: Vec<Crash> = events::crashes(&events, &meta.service, meta.from, meta.to)
+        .into_iter()
+        .filter(|c| {
+            !own_restarts
+                .iter()
+                .any(|(n, t)| *n == c.name && c.died_at >= *t - 0.5 && c.died_at <= *t + 15.0)
+        })
+        .collect();
+    let foreign = events::foreign_starts(&events, &meta.service, meta.from, meta.to);
+    let recoveries: Vec<f64> = crashes.iter().filter_map(Crash::recovery_seconds).collect();
+
+    // Which incident restarted each crashed replica (the first restart of it after the death).
+    let restarts: Vec<(usize, String, f64)> = incidents
+        .iter()
+        .enumerate()
+        .flat_map(|(i, inc)| restarts_in(inc).into_iter().map(move |(n, t)| (i, n, t)))
+        .collect();
+    let mut covering: Vec<Option<usize>> = Vec::new();
+    let mut detection = Vec::new();
+    for c in &crashes {
+        let next_death = crashes
+            .iter()
+            .filter(|o| o.name == c.name && o.died_at > c.died_at)
+            .map(|o| o.died_at)
+            .fold(f64::INFINITY, f64::min);
+        let hit = restarts
+            .iter()
+            .filter(|(_, n, t)| *n == c.name && *t >= c.died_at - 0.5 && *t < next_death)
+            .min_by(|a, b| a.2.total_cmp(&b.2));
+        covering.push(hit.map(|h| h.0));
+        if let Some((i, _, _)) = hit {
+            if let Some(run) = ts(&incidents[*i]["run_started_at"]) {
+                detection.push((run - c.died_at).max(0.0));
+            }
+        }
+    }
+    let restart_actions = restarts.len();
+
+    let mut by_mode = BTreeMap::new();
+    let mut by_outcome = BTreeMap::new();
+    for inc in &incidents {
+        *by_mode
+            .entry(inc["mode"].as_str().unwrap_or("?").to_string())
+            .or_insert(0) += 1;
+        *by_outcome
+            .entry(inc["outcome"].as_str().unwrap_or("?").to_string())
+            .or_insert(0) += 1;
+    }
+    let acting: Vec<&Value> = incidents
+        .iter()
+        .filter(|i| !restarts_in(i).is_empty())
+        .collect();
+    let llm: Vec<&Value> = acting
+        .iter()
+        .copied()
+        .filter(|i| i["llm"].is_object())
+        .collect();
+    let avg = |f: &dyn Fn(&Value) -> Option<f64>| -> Option<f64> {
+        let v: Vec<f64> = llm.iter().filter_map(|i| f(i)).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let added: Vec<f64> = acting
+        .iter()
+        .filter_map(|i| {
+            Some(i["run_seconds"].as_f64()? - i["llm"]["model_seconds"].as_f64().unwrap_or(0.0))
+        })
+        .collect();
+
+    let mut checks = Vec::new();
+    let mut check = |what: &str, ok: bool, detail: String| {
+        checks.push(Check {
+            what: what.into(),
+            ok,
+            detail,
+        })
+    };
+    if meta.kind == "load" {
+        let ooms = crashes
+            .iter()
+            .filter(|c| c.oom_killed && c.exit_code == Some(137))
+            .count();
+        check(
+            "load OOM-killed replicas (exit 137 with an oom event)",
+            ooms > 0,
+            format!("{ooms} of {} crashes", crashes.len()),
+        );
+    } else {
+        check(
+            "the killed replica died",
+            !crashes.is_empty(),
+            format!("{} crashes", crashes.len()),
+        );
+    }
+    let unhealed: Vec<&str> = crashes
+        .iter()
+        .filter(|c| c.healthy_at.is_none())
+        .map(|c| c.name.as_str())
+        .collect();
+    check(
+        "every crash healed and healthy again",
+        unhealed.is_empty(),
+        format!("unhealed: {unhealed:?}"),
+    );
+    check(
+        "no container outside the service restarted",
+        foreign.is_empty(),
+        foreign
+            .iter()
+            .map(|e| format!("{} {}", e.action, e.name))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let uncovered = covering.iter().filter(|c| c.is_none()).count();
+    check(
+        "every crash has an incident that restarted it",
+        uncovered == 0,
+        format!("{uncovered} crashes without one"),
+    );
+    let healed_without_mttr = incidents
+        .iter()
+        .filter(|i| i["outcome"] == "healed" && i["mttr_seconds"].as_f64().is_none())
+        .count();
+    check(
+        "healed incidents carry their MTTR",
+        healed_without_mttr == 0,
+        format!("{healed_without_mttr} without"),
+    );
+    let mut over: Vec<String> = Vec::new();
+    for name in restarts
+        .iter()
+        .map(|r| &r.1)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let starts = incidents
+            .iter()
+            .flat_map(|inc| inc["timeline"].as_array().cloned().unwrap_or_default())
+            .filter(|a| {
+                a["target"] == name.as_str()
+                    && a["result"] == "ok"
+                    && a["detail"]["action"] == "started"
+            })
+            .count();
+        let died = crashes.iter().filter(|c| &c.name == name).count();
+        if starts > died {
+            over.push(format!("{name}: {starts} starts for {died} crashes"));
+        }
+    }
+    check(
+        "no replica started more often than it crashed",
+        over.is_empty(),
+        over.join("; "),
+    );
+    let m_restarts = metric_sum(
+        &metrics,
+        "healing_restarts_total",
+        &[("service", &meta.service), ("result", "ok")],
+    );
+    check(
+        "agent metrics agree: restarts",
+        m_restarts as usize == restart_actions,
+        format!("metric {m_restarts} vs incidents {restart_actions}"),
+    );
+    let m_incidents = metric_sum(&metrics, "healing_incidents_total", &[]);
+    check(
+        "agent metrics agree: incidents",
+        m_incidents as usize == incidents.len(),
+        format!("metric {m_incidents} vs log {}", incidents.len()),
+    );
+    if meta.decider == "llm" {
+        let n = by_mode.get("llm").copied().unwrap_or(0);
+        check(
+            "the model made the decisions",
+            n > 0,
+            format!("incidents by mode: {by_mode:?}"),
+        );
+    } else {
+        let n = by_mode.get("runbook").copied().unwrap_or(0);
+        check(
+            "the runbook made the decisions",
+            n > 0 && !by_mode.contains_key("llm"),
+            format!("{by_mode:?}"),
+        );
+    }
+    let wanted_trigger = if meta.path == "alert" {
+        "alert"
+    } else {
+        "event"
+    };
+    let by_trigger = acting
+        .iter()
+        .filter(|i| i["trigger"] == wanted_trigger)
+        .count();
+    check(
+        &format!("healed through the {} path", meta.path),
+        meta.path == "events" || by_trigger == acting.len(),
+        format!(
+            "{by_trigger} of {} acting incidents triggered by {wanted_trigger}",
+            acting.len()
+        ),
+    );
+
+    Ok(Figures {
+        name: meta.name,
+        kind: meta.kind,
+        path: meta.path,
+        decider: meta.decider,
+        note: meta.note,
+        crashes: crashes.len(),
+        oom_kills: crashes.iter().filter(|c| c.oom_killed).count(),
+        healed: crashes.len() - unhealed.len(),
+        recovery_p50_s: percentile(&recoveries, 50.0),
+        recovery_p95_s: percentile(&recoveries, 95.0),
+        recovery_max_s: percentile(&recoveries, 100.0),
+        detection_p50_s: percentile(&detection, 50.0),
+        restarts_outside_service: foreign.len(),
+        incidents: incidents.len(),
+        incidents_by_mode: by_mode,
+        incidents_by_outcome: by_outcome,
+        requests: locust.map(|l| l.0),
+        failed_requests: locust.map(|l| l.1),
+        failed_share_pct: locust
+            .filter(|l| l.0 > 0)
+            .map(|(r, f)| 100.0 * f as f64 / r as f64),
+        llm_turns_avg: avg(&|i| i["llm"]["turns"].as_f64()),
+        llm_prompt_tokens_avg: avg(&|i| i["llm"]["prompt_tokens"].as_f64()),
+        llm_output_tokens_avg: avg(&|i| i["llm"]["output_tokens"].as_f64()),
+        agent_added_p50_s: percentile(&added, 50.0),
+        recoveries_s: recoveries,
+        checks,
+    })
+}
+
+fn f(v: Option<f64>, unit: &str) -> String {
+    v.map(|x| format!("{x:.2}{unit}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// How one row of the table reads a run.
+type Cell = Box<dyn Fn(&Figures) -> String>;
+
+/// The printed table: one column per run.
+pub fn table(runs: &[Figures]) -> String {
+    let rows: Vec<(&str, Cell)> = vec![
+        (
+            "path / decider",
+            Box::new(|r| format!("{} / {}", r.path, r.decider)),
+        ),
+        (
+            "crashes seen (OOM)",
+            Box::new(|r| format!("{} ({})", r.crashes, r.oom_kills)),
+        ),
+        ("crashes healed", Box::new(|r| r.healed.to_string())),
+        ("recovery p50", Box::new(|r| f(r.recovery_p50_s, " s"))),
+        ("recovery p95", Box::new(|r| f(r.recovery_p95_s, " s"))),
+        ("recovery max", Box::new(|r| f(r.recovery_max_s, " s"))),
+        (
+            "detection p50 (death→run)",
+            Box::new(|r| f(r.detection_p50_s, " s")),
+        ),
+        (
+            "restarts outside service",
+            Box::new(|r| r.restarts_outside_service.to_string()),
+        ),
+        (
+            "incidents",
+            Box::new(|r| format!("{} {:?}", r.incidents, r.incidents_by_outcome)),
+        ),
+        (
+            "failed requests",
+            Box::new(|r| match (r.failed_requests, r.requests) {
+                (Some(f), Some(n)) => {
+                    format!("{f}/{n} ({:.2}%)", r.failed_share_pct.unwrap_or(0.0))
+                }
+                _ => "-".into(),
+            }),
+        ),
+        (
+            "model turns / incident",
+            Box::new(|r| f(r.llm_turns_avg, "")),
+        ),
+        (
+            "tokens in/out / incident",
+            Box::new(
+                |r| match (r.llm_prompt_tokens_avg, r.llm_output_tokens_avg) {
+                    (Some(p), Some(o)) => format!("{p:.0}/{o:.0}"),
+                    _ => "-".into(),
+                },
+            ),
+        ),
+        (
+            "agent time/run excl. model",
+            Box::new(|r| f(r.agent_added_p50_s, " s")),
+        ),
+        (
+            "checks",
+            Box::new(|r| {
+                let bad = r.checks.iter().filter(|c| !c.ok).count();
+                if bad == 0 {
+                    "all passed".into()
+                } else {
+                    format!("{bad} FAILED")
+                }
+            }),
+        ),
+    ];
+    let width = 28;
+    let col = 26;
+    let mut out = format!("{:width$}", "");
+    for r in runs {
+        out.push_str(&format!(" | {:col$}", r.name));
+    }
+    out.push('\n');
+    out.push_str(&"-".repeat(width + runs.len() * (col + 3)));
+    out.push('\n');
+    for (label, get) in rows {
+        out.push_str(&format!("{label:width$}"));
+        for r in runs {
+            out.push_str(&format!(" | {:col$}", get(r)));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locust_aggregated_row() {
+        let csv = "Type,Name,Request Count,Failure Count,Median Response Time\nGET,/,100,2,5\n,Aggregated,120,3,5\n";
+        assert_eq!(locust_totals(csv), Some((120, 3)));
+        assert_eq!(locust_totals("Type,Name\n"), None);
+    }
+
+    #[test]
+    fn metric_sums_match_labels() {
+        let m = "# HELP x\nhealing_restarts_total{result=\"ok\",service=\"webapp\"} 4\nhealing_restarts_total{result=\"error\",service=\"webapp\"} 1\nhealing_incidents_total{mode=\"llm\",outcome=\"healed\"} 2\nhealing_incidents_total{mode=\"runbook\",outcome=\"no_action\"} 3\n";
+        assert_eq!(
+            metric_sum(
+                m,
+                "healing_restarts_total",
+                &[("service", "webapp"), ("result", "ok")]
+            ),
+            4.0
+        );
+        assert_eq!(metric_sum(m, "healing_incidents_total", &[]), 5.0);
+    }
+}
