@@ -8,7 +8,8 @@ export REPO_ROOT
 
 # Rust: the one static build used by every image (see Dockerfile and docker/prebuilt.Dockerfile).
 RUST_TARGET=x86_64-unknown-linux-gnu
-RUST_BINS=(webapp webhook-receiver)
+# Binaries, not packages: fake-gemini (crates/fake-llm) is the fake LLM of the end-to-end test.
+RUST_BINS=(webapp webhook-receiver fake-gemini)
 DIST_DIR="$REPO_ROOT/target/dist"
 
 # Local stand-in images for machines without a container registry.
@@ -150,7 +151,7 @@ wait_until() {
 # --- the stack under test ---------------------------------------------------------------------
 
 # Compose projects the tests use; step 1 of scripts/test removes their leftovers.
-TEST_PROJECTS=(healstack-smoke)
+TEST_PROJECTS=(healstack-smoke healstack-e2e-alert healstack-e2e-events healstack-e2e-reference)
 # Labels of containers that tests start by hand (the agent's Docker tests use healing-test=1).
 TEST_LABELS=(healing-test=1)
 

@@ -19,8 +19,9 @@ pub struct BudgetPolicy {
     /// Wait before the second attempt within the window; doubles for each further attempt.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
-    /// A replica that ran at least this long before failing is not crash-looping: its earlier
-    /// attempts are forgotten (as Kubernetes resets CrashLoopBackOff). Zero disables the reset.
+    /// A replica that passed its healthcheck after its last start, or (without a healthcheck)
+    /// ran at least this long, is not crash-looping when it fails: its earlier attempts are
+    /// forgotten, as Kubernetes resets CrashLoopBackOff. Zero disables the reset.
     pub stable_after: Duration,
 }
 
@@ -128,10 +129,12 @@ impl RestartBudget {
         }
     }
 
-    /// Forgets `replica`'s attempts if its last run lasted `stable_after` or longer. Returns true
-    /// when it did.
-    pub fn reset_if_stable(&self, replica: &str, uptime: Duration) -> bool {
-        if self.policy.stable_after.is_zero() || uptime < self.policy.stable_after {
+    /// Forgets `replica`'s attempts if its last run was stable: it became healthy, or lasted
+    /// `stable_after` or longer. Returns true when it did.
+    pub fn reset_if_stable(&self, replica: &str, became_healthy: bool, uptime: Duration) -> bool {
+        if self.policy.stable_after.is_zero()
+            || !(became_healthy || uptime >= self.policy.stable_after)
+        {
             return false;
         }
         self.entries
@@ -237,17 +240,24 @@ mod tests {
             b.record("web", "r1", t);
         }
         assert!(
-            !b.reset_if_stable("r1", Duration::from_secs(2)),
+            !b.reset_if_stable("r1", false, Duration::from_secs(2)),
             "a 2 s life is a crash loop"
         );
         assert_eq!(b.check("r1", t), BudgetDecision::Exhausted { attempts: 3 });
-        assert!(b.reset_if_stable("r1", Duration::from_secs(30)));
+        assert!(b.reset_if_stable("r1", false, Duration::from_secs(30)));
         assert_eq!(
             b.check("r1", t),
             BudgetDecision::Allowed {
                 wait: Duration::ZERO,
                 attempt: 1
             }
+        );
+        for _ in 0..3 {
+            b.record("web", "r1", t);
+        }
+        assert!(
+            b.reset_if_stable("r1", true, Duration::from_secs(2)),
+            "healthy, then OOM-killed: load, not a crash loop"
         );
         let off = RestartBudget::load(
             BudgetPolicy {
@@ -257,7 +267,7 @@ mod tests {
             None,
         );
         off.record("web", "r1", t);
-        assert!(!off.reset_if_stable("r1", Duration::from_secs(3600)));
+        assert!(!off.reset_if_stable("r1", true, Duration::from_secs(3600)));
     }
 
     #[test]

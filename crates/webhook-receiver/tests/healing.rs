@@ -315,3 +315,23 @@ async fn restarted_by_agent(agent: &support::Agent) -> bool {
             .unwrap_or(false)
     })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker daemon"]
+async fn a_replica_that_came_up_healthy_before_dying_is_not_a_crash_loop() {
+    // Like replicas OOM-killed every few seconds under load: each run is short, but each one
+    // became healthy and served. The budget of 2 must not turn that into gave_up.
+    let p = Project::new("served");
+    let name = p.add("webapp", 1, Replica::Healthy);
+    let agent = spawn_agent(&p.name, &["--restart-budget", "2"]).await;
+    for round in 0..4 {
+        p.wait_healthy(&name, Duration::from_secs(15));
+        p.kill(&name);
+        agent.post_alert(&webapp_alert()).await;
+        agent.settle().await;
+        assert_eq!(p.status(&name), "running", "round {round}");
+    }
+    let outs = outcomes(&agent.incidents().await);
+    assert_eq!(outs, ["healed"; 4], "{outs:?}");
+    agent.stop().await;
+}

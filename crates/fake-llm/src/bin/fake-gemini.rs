@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let latency_ms: u64 = match std::env::var("FAKE_LATENCY_MS") {
         Ok(v) => v.parse().context("FAKE_LATENCY_MS must be milliseconds")?,

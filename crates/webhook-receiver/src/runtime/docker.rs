@@ -186,6 +186,19 @@ impl ContainerRuntime for DockerRuntime {
             Some(ContainerStateStatusEnum::DEAD) => Status::Dead,
             _ => Status::Unknown,
         };
+        let started_at = parse_time(state.started_at.as_deref());
+        let became_healthy = state
+            .health
+            .as_ref()
+            .and_then(|h| h.log.as_ref())
+            .is_some_and(|log| {
+                log.iter().any(|r| {
+                    r.exit_code == Some(0)
+                        && parse_time(r.start.as_deref())
+                            .zip(started_at)
+                            .is_some_and(|(t, s)| t >= s)
+                })
+            });
         let health = state.health.and_then(|h| match h.status {
             Some(HealthStatusEnum::STARTING) => Some(Health::Starting),
             Some(HealthStatusEnum::HEALTHY) => Some(Health::Healthy),
@@ -218,7 +231,8 @@ impl ContainerRuntime for DockerRuntime {
             oom_killed: state.oom_killed.unwrap_or(false),
             health,
             restart_count: info.restart_count.unwrap_or(0),
-            started_at: parse_time(state.started_at.as_deref()),
+            became_healthy,
+            started_at,
             finished_at: parse_time(state.finished_at.as_deref()),
             memory_limit,
             memory_usage,

@@ -53,6 +53,9 @@ pub struct ReplicaState {
     pub oom_killed: bool,
     pub health: Option<Health>,
     pub restart_count: i64,
+    /// A healthcheck passed since the container last started: it came up and served, so dying
+    /// afterwards is not a crash loop.
+    pub became_healthy: bool,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     /// Configured memory limit in bytes (0 or None = unlimited).

@@ -235,18 +235,18 @@ impl Toolbox {
                               "would": if state.status == Status::Running { "restart" } else { "start" } }),
             );
         }
-        // How long the replica's last run lasted: long runs that then failed are not a crash loop.
+        // Did the replica's last run come up (healthy) or last a while? Then this is no crash loop.
         let uptime = match (state.started_at, state.finished_at) {
             (Some(start), Some(end)) if state.status != Status::Running => end - start,
             (Some(start), _) => Utc::now() - start,
             _ => chrono::Duration::zero(),
         };
-        if self
-            .ctx
-            .budget
-            .reset_if_stable(&target.name, uptime.to_std().unwrap_or_default())
-        {
-            tracing::debug!(container = %target.name, uptime_s = uptime.num_seconds(), "ran stably before failing; fresh restart budget");
+        if self.ctx.budget.reset_if_stable(
+            &target.name,
+            state.became_healthy,
+            uptime.to_std().unwrap_or_default(),
+        ) {
+            tracing::debug!(container = %target.name, uptime_s = uptime.num_seconds(), "came up and served before failing; fresh restart budget");
         }
         let attempt = match self.ctx.budget.check(&target.name, Utc::now()) {
             BudgetDecision::Exhausted { attempts } => {
