@@ -95,6 +95,10 @@ ensure_host_tools() {
     command -v amtool >/dev/null || pkgs+=(prometheus-alertmanager)
     command -v curl >/dev/null || pkgs+=(curl)
     command -v jq >/dev/null || pkgs+=(jq)
+    # The agent's Docker tests import Debian's static busybox as a one-file image, and the
+    # Docker-outage test gives its private dockerd a bridge of its own (ip, from iproute2).
+    dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || pkgs+=(busybox-static)
+    command -v ip >/dev/null || pkgs+=(iproute2)
     # The config checks use Debian's python3 with PyYAML, whatever python3 is first on PATH.
     /usr/bin/python3 -c 'import yaml' 2>/dev/null || pkgs+=(python3 python3-yaml)
     [ -e /usr/share/ca-certificates ] || pkgs+=(ca-certificates)

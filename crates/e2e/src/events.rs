@@ -34,6 +34,8 @@ pub struct Event {
     pub name: String,
     pub service: String,
     pub exit_code: Option<i64>,
+    /// A `docker compose run` container (the test's own load generator), not a service replica.
+    pub oneoff: bool,
 }
 
 /// Parses JSON lines; lines that are not container events are skipped.
@@ -43,6 +45,11 @@ pub fn parse(text: &str) -> Vec<Event> {
         .filter_map(|l| serde_json::from_str::<RawEvent>(l).ok())
         .filter(|e| e.typ == "container")
         .map(|e| Event {
+            oneoff: e
+                .actor
+                .attributes
+                .get("com.docker.compose.oneoff")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             time: e.time_nano as f64 / 1e9,
             action: e.action,
             service: e
@@ -112,12 +119,45 @@ pub fn crashes(events: &[Event], service: &str, from: f64, to: f64) -> Vec<Crash
         .collect()
 }
 
+/// For each crash, when every replica of `service` was healthy again: replicas seen in the run
+/// start healthy (the stack was up and healthy when the run began), `die` and
+/// `health_status: unhealthy` make one unhealthy, `health_status: healthy` healthy again.
+pub fn all_healthy_after(events: &[Event], service: &str, crashes: &[Crash]) -> Vec<Option<f64>> {
+    let replica = |e: &&Event| e.service == service && !e.oneoff;
+    let mut healthy: HashMap<&str, bool> = events
+        .iter()
+        .filter(replica)
+        .map(|e| (e.id.as_str(), true))
+        .collect();
+    // Times at which the whole service turned healthy again.
+    let mut recovered_at = Vec::new();
+    for e in events.iter().filter(replica) {
+        let before = healthy.values().all(|h| *h);
+        match e.action.as_str() {
+            "die" | "health_status: unhealthy" => {
+                healthy.insert(&e.id, false);
+            }
+            "health_status: healthy" => {
+                healthy.insert(&e.id, true);
+            }
+            _ => continue,
+        }
+        if !before && healthy.values().all(|h| *h) {
+            recovered_at.push(e.time);
+        }
+    }
+    crashes
+        .iter()
+        .map(|c| recovered_at.iter().copied().find(|t| *t >= c.died_at))
+        .collect()
+}
+
 /// `start`/`restart` events of containers NOT of `service` between `from` and `to`: the agent
-/// must never cause any.
+/// must never cause any. The test's own one-off containers (`docker compose run`) do not count.
 pub fn foreign_starts(events: &[Event], service: &str, from: f64, to: f64) -> Vec<Event> {
     events
         .iter()
-        .filter(|e| e.time >= from && e.time <= to && e.service != service)
+        .filter(|e| e.time >= from && e.time <= to && e.service != service && !e.oneoff)
         .filter(|e| e.action == "start" || e.action == "restart")
         .cloned()
         .collect()
@@ -160,6 +200,11 @@ mod tests {
         assert_eq!(c[0].started_at, Some(11.5));
         assert_eq!(c[1].started_at, None);
         assert_eq!(foreign_starts(&events, "webapp", 0.0, 50.0).len(), 1);
+        // Replica 1 healthy at 13.0; replica 2 was healthy at 12.0: all healthy from 13.0.
+        assert_eq!(
+            all_healthy_after(&events, "webapp", &c),
+            [Some(13.0), Some(13.0)]
+        );
         assert_eq!(foreign_starts(&events, "webapp", 20.0, 50.0).len(), 0);
     }
 }

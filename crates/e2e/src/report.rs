@@ -39,9 +39,15 @@ pub struct Figures {
     pub crashes: usize,
     pub oom_kills: usize,
     pub healed: usize,
+    /// Per crash: from the death until every replica is healthy again (the definition).
     pub recovery_p50_s: Option<f64>,
     pub recovery_p95_s: Option<f64>,
     pub recovery_max_s: Option<f64>,
+    /// Per crash: from the death until that replica is healthy again.
+    pub replica_recovery_p50_s: Option<f64>,
+    pub replica_recovery_max_s: Option<f64>,
+    /// The agent's own `mttr_seconds` of its healed incidents.
+    pub incident_mttr_p50_s: Option<f64>,
     /// From the crash until the agent's run started (detection + delivery).
     pub detection_p50_s: Option<f64>,
     pub restarts_outside_service: usize,
@@ -164,7 +170,17 @@ pub fn analyse(dir: &Path) -> Result<Figures> {
         })
         .collect();
     let foreign = events::foreign_starts(&events, &meta.service, meta.from, meta.to);
-    let recoveries: Vec<f64> = crashes.iter().filter_map(Crash::recovery_seconds).collect();
+    let replica_recoveries: Vec<f64> = crashes.iter().filter_map(Crash::recovery_seconds).collect();
+    let recoveries: Vec<f64> = events::all_healthy_after(&events, &meta.service, &crashes)
+        .iter()
+        .zip(&crashes)
+        .filter_map(|(t, c)| t.map(|t| t - c.died_at))
+        .collect();
+    let incident_mttrs: Vec<f64> = incidents
+        .iter()
+        .filter(|i| i["outcome"] == "healed")
+        .filter_map(|i| i["mttr_seconds"].as_f64())
+        .collect();
 
     // Which incident restarted each crashed replica (the first restart of it after the death).
     let restarts: Vec<(usize, String, f64)> = incidents
@@ -368,6 +384,9 @@ pub fn analyse(dir: &Path) -> Result<Figures> {
         recovery_p50_s: percentile(&recoveries, 50.0),
         recovery_p95_s: percentile(&recoveries, 95.0),
         recovery_max_s: percentile(&recoveries, 100.0),
+        replica_recovery_p50_s: percentile(&replica_recoveries, 50.0),
+        replica_recovery_max_s: percentile(&replica_recoveries, 100.0),
+        incident_mttr_p50_s: percentile(&incident_mttrs, 50.0),
         detection_p50_s: percentile(&detection, 50.0),
         restarts_outside_service: foreign.len(),
         incidents: incidents.len(),
@@ -407,9 +426,32 @@ pub fn table(runs: &[Figures]) -> String {
             Box::new(|r| format!("{} ({})", r.crashes, r.oom_kills)),
         ),
         ("crashes healed", Box::new(|r| r.healed.to_string())),
-        ("recovery p50", Box::new(|r| f(r.recovery_p50_s, " s"))),
-        ("recovery p95", Box::new(|r| f(r.recovery_p95_s, " s"))),
-        ("recovery max", Box::new(|r| f(r.recovery_max_s, " s"))),
+        (
+            "recovery p50 (all healthy)",
+            Box::new(|r| f(r.recovery_p50_s, " s")),
+        ),
+        (
+            "recovery p95 (all healthy)",
+            Box::new(|r| f(r.recovery_p95_s, " s")),
+        ),
+        (
+            "recovery max (all healthy)",
+            Box::new(|r| f(r.recovery_max_s, " s")),
+        ),
+        (
+            "replica recovery p50 / max",
+            Box::new(|r| {
+                let (p, m) = (
+                    f(r.replica_recovery_p50_s, " s"),
+                    f(r.replica_recovery_max_s, " s"),
+                );
+                format!("{p} / {m}")
+            }),
+        ),
+        (
+            "agent's incident MTTR p50",
+            Box::new(|r| f(r.incident_mttr_p50_s, " s")),
+        ),
         (
             "detection p50 (death→run)",
             Box::new(|r| f(r.detection_p50_s, " s")),

@@ -279,7 +279,8 @@ async fn docker_events_heal_without_an_alert_and_unhealthy_replicas_are_restarte
     p.wait_healthy(&b, Duration::from_secs(15));
     let agent = spawn_agent(&p.name, &["--docker-events", "true"]).await;
     tokio::time::sleep(Duration::from_millis(500)).await; // let the event stream attach
-    p.kill(&a);
+                                                          // No waiting for "exited": the events path may have it running again before a poll sees it.
+    p.docker(&["kill", &a]).unwrap();
     // Running but unhealthy: the healthcheck starts failing.
     p.docker(&["exec", &b, "touch", "/tmp/unhealthy"]).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -299,6 +300,16 @@ async fn docker_events_heal_without_an_alert_and_unhealthy_replicas_are_restarte
     assert!(
         incidents.iter().all(|i| i["trigger"] == "event"),
         "no alert was sent"
+    );
+    let started_a = incidents.iter().any(|i| {
+        i["timeline"].as_array().is_some_and(|t| {
+            t.iter()
+                .any(|x| x["target"] == a.as_str() && x["detail"]["action"] == "started")
+        })
+    });
+    assert!(
+        started_a,
+        "the killed replica was started by the agent: {incidents:#?}"
     );
     assert!(
         restarted_by_agent(&agent).await,

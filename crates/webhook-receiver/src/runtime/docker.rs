@@ -30,6 +30,8 @@ pub const SERVICE_LABEL: &str = "com.docker.compose.service";
 
 /// Bound on how long one Docker API call may take; a hung daemon must not hang a healing run.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on the one-shot memory reading of a replica.
+const STATS_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub struct DockerRuntime {
     host: Option<String>,
@@ -217,11 +219,15 @@ impl ContainerRuntime for DockerRuntime {
                 .stream(false)
                 .one_shot(true)
                 .build();
-            let stats = self
-                .call(|d| async move { d.stats(&id, Some(opts)).next().await.transpose() })
-                .await
-                .ok()
-                .flatten();
+            // Bounded: memory use is diagnosis, never worth holding up a healing run for.
+            let stats = tokio::time::timeout(
+                STATS_TIMEOUT,
+                self.call(|d| async move { d.stats(&id, Some(opts)).next().await.transpose() }),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
             memory_usage = stats.and_then(|s| s.memory_stats).and_then(|m| m.usage);
         }
         Ok(ReplicaState {

@@ -141,12 +141,24 @@ impl Toolbox {
         Ok(self.ctx.runtime.list(&self.project, &self.service).await?)
     }
 
-    /// Live state of every replica (with memory readings), sorted by name.
+    /// Live state of every replica, sorted by name: what the engine, the runbook and the
+    /// verification poll. No memory reading: `docker stats` is slow on a loaded daemon, and
+    /// this is on the path to recovery.
     pub async fn observe(&self) -> Result<Vec<ReplicaState>, ToolError> {
+        self.observe_inner(false).await
+    }
+
+    /// As [`Toolbox::observe`], with each running replica's memory use (for diagnosis tools).
+    pub async fn observe_with_memory(&self) -> Result<Vec<ReplicaState>, ToolError> {
+        self.observe_inner(true).await
+    }
+
+    async fn observe_inner(&self, memory: bool) -> Result<Vec<ReplicaState>, ToolError> {
         let refs = self.replicas().await?;
-        let states =
-            futures_util::future::join_all(refs.iter().map(|r| self.ctx.runtime.inspect(r, true)))
-                .await;
+        let states = futures_util::future::join_all(
+            refs.iter().map(|r| self.ctx.runtime.inspect(r, memory)),
+        )
+        .await;
         let mut out = Vec::with_capacity(states.len());
         for s in states {
             match s {
@@ -161,7 +173,7 @@ impl Toolbox {
 
     /// `list_webapp_status`.
     pub async fn list_status(&self, by: Actor) -> Result<Value, ToolError> {
-        let result = self.observe().await.map(|states| {
+        let result = self.observe_with_memory().await.map(|states| {
             let total = states.len();
             let needs = states.iter().filter(|s| s.needs_healing()).count();
             let running = states
