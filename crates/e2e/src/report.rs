@@ -48,7 +48,7 @@ pub struct Figures {
     pub replica_recovery_max_s: Option<f64>,
     /// The agent's own `mttr_seconds` of its healed incidents.
     pub incident_mttr_p50_s: Option<f64>,
-    /// From the crash until the agent's run started (detection + delivery).
+    /// Per incident: from the first death it healed until the agent's run started.
     pub detection_p50_s: Option<f64>,
     pub restarts_outside_service: usize,
     pub incidents: usize,
@@ -201,10 +201,18 @@ pub fn analyse(dir: &Path) -> Result<Figures> {
             .filter(|(_, n, t)| *n == c.name && *t >= c.died_at - 0.5 && *t < next_death)
             .min_by(|a, b| a.2.total_cmp(&b.2));
         covering.push(hit.map(|h| h.0));
-        if let Some((i, _, _)) = hit {
-            if let Some(run) = ts(&incidents[*i]["run_started_at"]) {
-                detection.push((run - c.died_at).max(0.0));
-            }
+    }
+    // Detection per incident: from the first death it healed until its run started. (Per crash
+    // would flatter the alert path: later deaths of a burst join a run already under way.)
+    for (i, inc) in incidents.iter().enumerate() {
+        let first_death = crashes
+            .iter()
+            .zip(&covering)
+            .filter(|(_, cov)| **cov == Some(i))
+            .map(|(c, _)| c.died_at)
+            .fold(f64::INFINITY, f64::min);
+        if let (true, Some(run)) = (first_death.is_finite(), ts(&inc["run_started_at"])) {
+            detection.push((run - first_death).max(0.0));
         }
     }
     let restart_actions = restarts.len();
@@ -453,7 +461,7 @@ pub fn table(runs: &[Figures]) -> String {
             Box::new(|r| f(r.incident_mttr_p50_s, " s")),
         ),
         (
-            "detection p50 (death→run)",
+            "detection p50 (per incident)",
             Box::new(|r| f(r.detection_p50_s, " s")),
         ),
         (
