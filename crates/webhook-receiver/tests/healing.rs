@@ -346,3 +346,37 @@ async fn a_replica_that_came_up_healthy_before_dying_is_not_a_crash_loop() {
     assert_eq!(outs, ["healed"; 4], "{outs:?}");
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker daemon"]
+async fn a_graceful_stop_is_left_to_the_alert_path_but_a_kill_is_healed_at_once() {
+    let p = Project::new("stop");
+    let a = p.add("webapp", 1, Replica::Healthy);
+    let b = p.add("webapp", 2, Replica::Healthy);
+    let agent = spawn_agent(&p.name, &["--docker-events", "true"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // let the event stream attach
+                                                          // An operator (or `docker compose stop`/`down`) stops a replica: exit 0 via its TERM trap.
+    p.docker(&["stop", "-t", "5", &a]).unwrap();
+    assert_eq!(p.inspect(&a)["State"]["ExitCode"], 0);
+    // A kill (exit 137, as an OOM kill) of the other one is healed by the fast path alone.
+    p.docker(&["kill", &b]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while p.status(&b) != "running" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the killed replica was not healed by events"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agent.settle().await;
+    assert_eq!(
+        p.status(&a),
+        "exited",
+        "the fast path does not undo a requested stop"
+    );
+    // A still-missing replica is what the alert path is for.
+    agent.post_alert(&webapp_alert()).await;
+    agent.settle().await;
+    assert_eq!(p.status(&a), "running");
+    agent.stop().await;
+}

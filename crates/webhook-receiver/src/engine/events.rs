@@ -43,6 +43,12 @@ pub async fn watch_events(engine: Engine, ctx: std::sync::Arc<ToolContext>) {
                     {
                         continue;
                     }
+                    if ev.kind == EventKind::Die && matches!(ev.exit_code, Some(0) | Some(143)) {
+                        // Asked to stop (`docker compose stop`/`down`, an operator): not for the
+                        // fast path to undo. A replica that stays missing is healed by an alert.
+                        tracing::info!(container = %ev.container.name, exit_code = ?ev.exit_code, "stopped on purpose; no fast-path healing");
+                        continue;
+                    }
                     let name = match ev.kind {
                         EventKind::Die => "die",
                         EventKind::Oom => "oom",

@@ -9,7 +9,9 @@ use tracing::Instrument;
 use super::strategy::{Brief, Runbook, Strategy};
 use super::verify::verify;
 use super::Engine;
-use crate::incidents::{Incident, LlmRecord, Mode, Outcome, ReplicaDiagnosis, TriggerRecord};
+use crate::incidents::{
+    Incident, LlmRecord, Mode, Outcome, ReplicaDiagnosis, TriggerKind, TriggerRecord,
+};
 use crate::runtime::{ContainerRef, ReplicaState};
 use crate::tools::{diagnose, Actor, Toolbox};
 
@@ -83,6 +85,11 @@ impl Engine {
     async fn run_inner(&self, id: &str, service: &str, triggers: Vec<TriggerRecord>) -> Incident {
         let inner = &self.inner;
         let tools = Toolbox::new(inner.ctx.clone(), inner.scope.project(), service);
+        let tools = if triggers.iter().any(|t| t.kind == TriggerKind::Alert) {
+            tools
+        } else {
+            tools.respecting_stops()
+        };
         let first = triggers.first().cloned().expect("a run has a trigger");
         tracing::info!(trigger = ?first.kind, name = %first.name, coalesced = triggers.len(), "healing run started");
         let mut draft = Draft {
@@ -114,13 +121,13 @@ impl Engine {
         draft.diagnosis = states.iter().map(diagnose).collect();
         let down: Vec<String> = states
             .iter()
-            .filter(|s| s.needs_healing())
+            .filter(|s| tools.should_heal(s))
             .map(|s| s.container.name.clone())
             .collect();
         // The outage began when the first down replica died, if that was before the trigger.
         if let Some(died) = states
             .iter()
-            .filter(|s| s.needs_healing())
+            .filter(|s| tools.should_heal(s))
             .filter_map(|s| s.finished_at)
             .min()
         {
@@ -208,7 +215,7 @@ impl Engine {
         let gave_up = tools.gave_up();
         let left: Vec<&str> = states
             .iter()
-            .filter(|s| s.needs_healing() && !gave_up.contains(&s.container.name))
+            .filter(|s| tools.should_heal(s) && !gave_up.contains(&s.container.name))
             .map(|s| s.container.name.as_str())
             .collect();
         (!left.is_empty()).then(|| left.join(", "))

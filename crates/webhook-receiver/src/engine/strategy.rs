@@ -53,7 +53,7 @@ impl Strategy for Runbook {
         };
         let names: Vec<String> = states
             .iter()
-            .filter(|s| s.needs_healing())
+            .filter(|s| tools.should_heal(s))
             .map(|s| s.container.name.clone())
             .collect();
         // Errors are on the timeline; the engine's verification decides the outcome.

@@ -74,6 +74,14 @@ impl ReplicaState {
         }
     }
 
+    /// Exited because it was asked to (exit 0, or 143 from `docker stop`'s SIGTERM), not killed
+    /// by the kernel (OOM), by `docker kill` (137) or by a crash (any other code).
+    pub fn stopped_on_purpose(&self) -> bool {
+        self.status == Status::Exited
+            && !self.oom_killed
+            && matches!(self.exit_code, Some(0) | Some(143))
+    }
+
     /// Serving as far as Docker can tell: running, and healthy where a healthcheck exists.
     pub fn is_serving(&self) -> bool {
         self.status == Status::Running && matches!(self.health, None | Some(Health::Healthy))

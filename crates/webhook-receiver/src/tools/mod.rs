@@ -74,6 +74,8 @@ pub struct Toolbox {
     restarted: Mutex<Vec<ContainerRef>>,
     gave_up: Mutex<Vec<String>>,
     attempts: Mutex<usize>,
+    /// Leave replicas that were stopped on purpose alone (runs triggered by Docker events only).
+    respect_stops: bool,
 }
 
 impl Toolbox {
@@ -87,7 +89,22 @@ impl Toolbox {
             restarted: Mutex::new(Vec::new()),
             gave_up: Mutex::new(Vec::new()),
             attempts: Mutex::new(0),
+            respect_stops: false,
         }
+    }
+
+    /// For runs that only Docker events asked for: a replica stopped on purpose (`docker compose
+    /// stop`/`down`, an operator) is not theirs to undo. An alert about the missing replica,
+    /// which starts a run without this, heals it.
+    pub fn respecting_stops(mut self) -> Self {
+        self.respect_stops = true;
+        self
+    }
+
+    /// Whether this run heals `s`: it needs healing, and was not stopped on purpose when the
+    /// run respects stops. The engine, the runbook and the guard all use this one rule.
+    pub fn should_heal(&self, s: &ReplicaState) -> bool {
+        s.needs_healing() && !(self.respect_stops && s.stopped_on_purpose())
     }
 
     pub fn service(&self) -> &str {
@@ -236,6 +253,13 @@ impl Toolbox {
         let target = guard::resolve(&replicas, name, &self.service, &self.project)?;
         let state = self.ctx.runtime.inspect(&target, false).await?;
         guard::needs_restart(&state)?;
+        if self.respect_stops && state.stopped_on_purpose() {
+            return Err(ToolError::NotNeeded(format!(
+                "{} was stopped on purpose (exit {}); this run leaves it alone (an alert heals it if it stays missing)",
+                target.name,
+                state.exit_code.unwrap_or_default()
+            )));
+        }
         if !self.touched.lock().expect("lock").insert(target.id.clone()) {
             return Ok(
                 json!({ "name": target.name, "action": "none", "note": "already restarted in this run" }),
