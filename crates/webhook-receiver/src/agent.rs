@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::config::{LlmProviderChoice, Settings};
 use crate::engine::{Brief, Runbook, Strategy, StrategyReport};
 use crate::incidents::{LlmRecord, Mode, TriggerKind};
-use crate::llm::{self, ApiKey, Budget, ChatModel, LlmConfig, LoopEnd, ProviderChoice};
+use crate::llm::{self, Budget, ChatModel, LlmConfig, LoopEnd, ProviderChoice};
 use crate::metrics::Metrics;
 use crate::tools::Toolbox;
 
@@ -30,10 +30,10 @@ pub fn llm_config(s: &Settings) -> LlmConfig {
             LlmProviderChoice::Openai => ProviderChoice::OpenAi,
             LlmProviderChoice::None => ProviderChoice::None,
         },
-        gemini_api_key: s.gemini_key().and_then(|k| ApiKey::new(k.expose())),
+        gemini_api_key: s.gemini_key(),
         gemini_model: s.gemini_model.clone(),
         gemini_base_url: s.gemini_base_url.clone(),
-        openai_api_key: ApiKey::new(&s.openai_api_key),
+        openai_api_key: s.openai_key(),
         openai_base_url: non_empty(&s.openai_base_url),
         openai_model: non_empty(&s.openai_model),
         max_turns: s.llm_max_turns,

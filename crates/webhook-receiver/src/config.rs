@@ -8,41 +8,7 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// A secret string: never printed by Debug or Display.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Constant-time comparison, so a token cannot be guessed byte by byte from response times.
-    pub fn matches(&self, candidate: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
-        let mut diff = a.len() ^ b.len();
-        for i in 0..a.len().max(b.len()) {
-            diff |= (a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0)) as usize;
-        }
-        diff == 0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+use crate::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -288,14 +254,18 @@ impl Settings {
     }
 
     pub fn token(&self) -> Option<Secret> {
-        (!self.webhook_token.is_empty()).then(|| Secret::new(self.webhook_token.clone()))
+        Secret::exact(self.webhook_token.clone())
     }
 
     pub fn gemini_key(&self) -> Option<Secret> {
         [&self.gemini_api_key, &self.google_api_key]
             .into_iter()
-            .find(|k| !k.trim().is_empty())
-            .map(|k| Secret::new(k.trim()))
+            .find_map(|k| Secret::new(k.as_str()))
+    }
+
+    /// `OPENAI_API_KEY`, if set.
+    pub fn openai_key(&self) -> Option<Secret> {
+        Secret::new(self.openai_api_key.as_str())
     }
 
     pub fn health_url(&self) -> Option<String> {
@@ -359,17 +329,5 @@ mod tests {
             .contains("GEMINI_API_KEY"));
         assert!(parse(&["--dry-run", "maybe"]).is_err());
         assert!(parse(&["--dry-run", "yes"]).unwrap().dry_run);
-    }
-
-    #[test]
-    fn secrets_do_not_print() {
-        let s = Secret::new("hunter2");
-        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
-        assert!(
-            s.matches("hunter2")
-                && !s.matches("hunter")
-                && !s.matches("hunter22")
-                && !s.matches("")
-        );
     }
 }

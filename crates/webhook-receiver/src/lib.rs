@@ -13,6 +13,7 @@
 //! - [`runtime`]: the container runtime trait and its bollard implementation (knows nothing of LLMs).
 //! - [`llm`]: the function-calling loop and its providers (knows nothing of Docker).
 //! - [`incidents`]: the incident record and its JSON-lines store; [`metrics`]: the agent's metrics.
+//! - [`secret`]: the one type for the webhook token and API keys (never printed).
 
 pub mod agent;
 pub mod budget;
@@ -24,6 +25,7 @@ pub mod llm;
 pub mod metrics;
 pub mod runtime;
 pub mod scope;
+pub mod secret;
 pub mod startup;
 pub mod telemetry;
 pub mod tools;

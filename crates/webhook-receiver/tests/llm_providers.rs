@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use webhook_receiver::llm::gemini::{Gemini, GeminiConfig};
 use webhook_receiver::llm::openai::{OpenAiCompatible, OpenAiConfig};
 use webhook_receiver::llm::{
-    prompts, run, ApiKey, Budget, ChatModel, LlmError, LoopEnd, Message, ToolExecutor, ToolOutcome,
+    prompts, run, Budget, ChatModel, LlmError, LoopEnd, Message, Secret, ToolExecutor, ToolOutcome,
     ToolSpec,
 };
 
@@ -75,7 +75,7 @@ impl Tools {
 
 fn gemini(url: &str, key: &str) -> Gemini {
     Gemini::new(GeminiConfig {
-        api_key: ApiKey::new(key).unwrap(),
+        api_key: Secret::new(key).unwrap(),
         model: "gemini-3.5-flash".into(),
         base_url: url.into(),
         request_timeout: Duration::from_secs(10),
@@ -85,7 +85,7 @@ fn gemini(url: &str, key: &str) -> Gemini {
 
 fn openai(url: &str) -> OpenAiCompatible {
     OpenAiCompatible::new(OpenAiConfig {
-        api_key: ApiKey::new(FakeOpenAi::API_KEY),
+        api_key: Secret::new(FakeOpenAi::API_KEY),
         base_url: url.into(),
         model: "gpt-test".into(),
         request_timeout: Duration::from_secs(10),

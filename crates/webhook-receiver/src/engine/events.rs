@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 
 use super::Engine;
 use crate::incidents::{TriggerKind, TriggerRecord};
-use crate::runtime::{ContainerRuntime, EventKind};
+use crate::runtime::{is_requested_stop, ContainerRuntime, EventKind};
 use crate::tools::ToolContext;
 
 /// Follows the event stream for ever, reconnecting with backoff when the daemon goes away.
@@ -43,7 +43,7 @@ pub async fn watch_events(engine: Engine, ctx: std::sync::Arc<ToolContext>) {
                     {
                         continue;
                     }
-                    if ev.kind == EventKind::Die && matches!(ev.exit_code, Some(0) | Some(143)) {
+                    if ev.kind == EventKind::Die && is_requested_stop(ev.exit_code) {
                         // Asked to stop (`docker compose stop`/`down`, an operator): not for the
                         // fast path to undo. A replica that stays missing is healed by an alert.
                         tracing::info!(container = %ev.container.name, exit_code = ?ev.exit_code, "stopped on purpose; no fast-path healing");

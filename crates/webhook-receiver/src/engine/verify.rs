@@ -40,9 +40,20 @@ async fn check_once(
         Ok(s) => s,
         Err(e) => return (false, json!({ "error": e.to_string() })),
     };
+    // Each name once: a replica is usually both restarted and one that must serve.
+    let mut names: Vec<&str> = Vec::new();
+    for name in restarted
+        .iter()
+        .map(|r| r.name.as_str())
+        .chain(must_serve.iter().map(String::as_str))
+    {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
     let mut not_serving = Vec::new();
-    for name in restarted.iter().map(|r| &r.name).chain(must_serve) {
-        match states.iter().find(|s| &s.container.name == name) {
+    for name in names {
+        match states.iter().find(|s| s.container.name == name) {
             Some(s) if s.is_serving() => {}
             Some(s) => {
                 not_serving.push(json!({ "name": name, "status": s.status, "health": s.health }))
@@ -50,20 +61,15 @@ async fn check_once(
             None => not_serving.push(json!({ "name": name, "status": "gone" })),
         }
     }
-    not_serving.dedup();
     let http = tools.probe_url().await;
-    let http_ok = http
-        .as_ref()
-        .map(|h| h["ok"] == json!(true))
-        .unwrap_or(true);
     let serving = states.iter().filter(|s| s.is_serving()).count();
     (
-        not_serving.is_empty() && http_ok,
+        not_serving.is_empty() && http.ok,
         json!({
             "replicas_serving": serving,
             "replicas_total": states.len(),
             "not_serving": not_serving,
-            "http": http,
+            "http": http.detail,
         }),
     )
 }

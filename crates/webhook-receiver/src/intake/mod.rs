@@ -16,10 +16,10 @@ use serde_json::json;
 
 pub use webhook::WebhookError;
 
-use crate::config::Secret;
 use crate::engine::Engine;
 use crate::incidents::IncidentStore;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 
 #[derive(Clone)]
 pub struct AppState {

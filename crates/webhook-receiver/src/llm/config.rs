@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::agent_loop::Budget;
 use super::gemini::{Gemini, GeminiConfig};
 use super::openai::{OpenAiCompatible, OpenAiConfig};
-use super::types::{ApiKey, ChatModel, LlmError};
+use super::types::{ChatModel, LlmError, Secret};
 
 pub const DEFAULT_GEMINI_MODEL: &str = "gemini-3.5-flash";
 
@@ -56,10 +56,10 @@ impl fmt::Display for ProviderChoice {
 pub struct LlmConfig {
     pub provider: ProviderChoice,
     /// `GEMINI_API_KEY`, else `GOOGLE_API_KEY`.
-    pub gemini_api_key: Option<ApiKey>,
+    pub gemini_api_key: Option<Secret>,
     pub gemini_model: String,
     pub gemini_base_url: String,
-    pub openai_api_key: Option<ApiKey>,
+    pub openai_api_key: Option<Secret>,
     pub openai_base_url: Option<String>,
     /// Required when the OpenAI-compatible provider is chosen: there is no model every server has.
     pub openai_model: Option<String>,
@@ -187,8 +187,8 @@ pub fn build(
 mod tests {
     use super::*;
 
-    fn key() -> Option<ApiKey> {
-        ApiKey::new("secret-key")
+    fn key() -> Option<Secret> {
+        Secret::new("secret-key")
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! declarations and one async `call`. The tools module implements it over the container runtime,
 //! with the scope and budget checks in front of every call.
 //!
-//! - [`types`]: provider-neutral messages, [`ChatModel`], [`LlmError`], [`ApiKey`].
+//! - [`types`]: provider-neutral messages, [`ChatModel`], [`LlmError`]; API keys are [`crate::secret::Secret`].
 //! - [`gemini`]: Gemini's native REST API over reqwest; [`openai`]: OpenAI-compatible servers.
 //! - [`agent_loop`]: [`run`] with its [`Budget`] and [`LoopReport`].
 //! - [`prompts`]: the system and user prompts, untrusted text bounded and fenced.
@@ -20,7 +20,7 @@ pub mod types;
 pub use agent_loop::{run, Budget, LoopEnd, LoopReport, ToolCallRecord};
 pub use config::{build, LlmConfig, LlmConfigError, LlmDescription, ProviderChoice};
 pub use types::{
-    ApiKey, ChatModel, LlmError, Message, ModelTurn, ToolArgs, ToolCall, ToolResult, Usage,
+    ChatModel, LlmError, Message, ModelTurn, Secret, ToolArgs, ToolCall, ToolResult, Usage,
 };
 
 use async_trait::async_trait;

@@ -22,7 +22,7 @@ use serde_json::value::RawValue;
 
 use super::gemini::error_chain;
 use super::types::{
-    clean_provider_message, ApiKey, AssistantTurn, ChatModel, LlmError, Message, ModelTurn,
+    clean_provider_message, AssistantTurn, ChatModel, LlmError, Message, ModelTurn, Secret,
     ToolArgs, ToolCall, Usage,
 };
 use super::ToolSpec;
@@ -32,7 +32,7 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 #[derive(Debug, Clone)]
 pub struct OpenAiConfig {
     /// `None` for servers that need no key (a local Ollama).
-    pub api_key: Option<ApiKey>,
+    pub api_key: Option<Secret>,
     /// Up to and including the version, without a trailing slash: `http://ollama:11434/v1`.
     pub base_url: String,
     pub model: String,
@@ -41,7 +41,7 @@ pub struct OpenAiConfig {
 
 pub struct OpenAiCompatible {
     client: Client<OpenAIConfig>,
-    api_key: Option<ApiKey>,
+    api_key: Option<Secret>,
     model: String,
 }
 
@@ -253,7 +253,7 @@ pub(crate) fn parse_response(
     })
 }
 
-pub(crate) fn map_error(e: OpenAIError, key: Option<&ApiKey>) -> LlmError {
+pub(crate) fn map_error(e: OpenAIError, key: Option<&Secret>) -> LlmError {
     match e {
         OpenAIError::ApiError(resp) => {
             let status = resp.status_code.as_u16();

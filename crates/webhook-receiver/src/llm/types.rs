@@ -4,7 +4,6 @@
 //! echoed back unchanged (Gemini's `thoughtSignature` and any part it does not know) travels in
 //! [`AssistantTurn::echo`], as the exact JSON text the provider received.
 
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,40 +11,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::ToolSpec;
-
-/// An API key. `Debug` and `Display` never show it; only a provider's request builder calls
-/// [`ApiKey::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// `None` for an empty or blank key, so that `GEMINI_API_KEY=` counts as unset.
-    pub fn new(key: impl Into<String>) -> Option<Self> {
-        let key = key.into().trim().to_string();
-        (!key.is_empty()).then_some(ApiKey(key))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Removes the key from text that may have echoed it (an error body, a transport error).
-    pub fn scrub(&self, text: &str) -> String {
-        text.replace(&self.0, "[redacted]")
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey([redacted])")
-    }
-}
-
-impl fmt::Display for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use crate::secret::Secret;
 
 /// One entry of the conversation history (the system prompt is passed separately).
 #[derive(Debug, Clone)]
@@ -225,7 +191,7 @@ pub(crate) const MAX_ERROR_MESSAGE: usize = 500;
 
 /// Prepares a provider's error message for an [`LlmError`]: key removed, bounded, and withheld
 /// entirely when it talks about the key (OpenAI echoes a masked key in "Incorrect API key provided").
-pub(crate) fn clean_provider_message(message: &str, key: Option<&ApiKey>) -> String {
+pub(crate) fn clean_provider_message(message: &str, key: Option<&Secret>) -> String {
     let lower = message.to_ascii_lowercase();
     if lower.contains("api key") || lower.contains("api_key") {
         return "the API key was refused (check the configured key)".to_string();
@@ -242,17 +208,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn api_key_is_redacted_in_debug_and_display() {
-        let key = ApiKey::new("AIzaSecret123").unwrap();
-        assert_eq!(format!("{key:?}"), "ApiKey([redacted])");
-        assert_eq!(format!("{key}"), "[redacted]");
-        assert_eq!(key.scrub("bad key AIzaSecret123!"), "bad key [redacted]!");
-        assert!(ApiKey::new("  ").is_none());
-    }
-
-    #[test]
     fn provider_messages_about_keys_are_withheld() {
-        let key = ApiKey::new("sk-abc").unwrap();
+        let key = Secret::new("sk-abc").unwrap();
         let m = clean_provider_message("Incorrect API key provided: sk-a**bc", Some(&key));
         assert!(!m.contains("sk-a"));
         let m = clean_provider_message("quota for sk-abc exceeded", Some(&key));

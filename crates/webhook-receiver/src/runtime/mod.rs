@@ -74,18 +74,21 @@ impl ReplicaState {
         }
     }
 
-    /// Exited because it was asked to (exit 0, or 143 from `docker stop`'s SIGTERM), not killed
-    /// by the kernel (OOM), by `docker kill` (137) or by a crash (any other code).
+    /// Exited because it was asked to ([`is_requested_stop`]) and not OOM-killed.
     pub fn stopped_on_purpose(&self) -> bool {
-        self.status == Status::Exited
-            && !self.oom_killed
-            && matches!(self.exit_code, Some(0) | Some(143))
+        self.status == Status::Exited && !self.oom_killed && is_requested_stop(self.exit_code)
     }
 
     /// Serving as far as Docker can tell: running, and healthy where a healthcheck exists.
     pub fn is_serving(&self) -> bool {
         self.status == Status::Running && matches!(self.health, None | Some(Health::Healthy))
     }
+}
+
+/// Exit 0, or 143 (SIGTERM, as `docker stop` sends): the container was asked to stop. An OOM
+/// kill or `docker kill` (137) or a crash (any other code) was not.
+pub fn is_requested_stop(exit_code: Option<i64>) -> bool {
+    matches!(exit_code, Some(0) | Some(143))
 }
 
 /// What a container event means for healing.

@@ -33,6 +33,12 @@ pub const MAX_LOG_BYTES: usize = 4000;
 /// Restarts (including denied attempts) one run may ask for, per replica, before the run is stopped.
 const MAX_ACTIONS_PER_REPLICA: usize = 3;
 
+/// One GET of the service's health URL: `ok` (true when no URL is configured) and what to record.
+pub struct Probe {
+    pub ok: bool,
+    pub detail: Value,
+}
+
 /// Who asked for a tool call, for the timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor {
@@ -342,15 +348,11 @@ impl Toolbox {
             let states = self.observe().await?;
             let serving = states.iter().filter(|s| s.is_serving()).count();
             let http = self.probe_url().await;
-            let http_ok = http
-                .as_ref()
-                .map(|h| h["ok"] == json!(true))
-                .unwrap_or(true);
             Ok(json!({
-                "healthy": http_ok && serving == states.len() && !states.is_empty(),
+                "healthy": http.ok && serving == states.len() && !states.is_empty(),
                 "replicas_serving": serving,
                 "replicas_total": states.len(),
-                "http": http,
+                "http": http.detail,
             }))
         }
         .await;
@@ -358,8 +360,13 @@ impl Toolbox {
     }
 
     /// GET the health URL once; `None` when no URL is configured.
-    pub async fn probe_url(&self) -> Option<Value> {
-        let url = self.ctx.health_url.as_deref()?;
+    pub async fn probe_url(&self) -> Probe {
+        let Some(url) = self.ctx.health_url.as_deref() else {
+            return Probe {
+                ok: true,
+                detail: Value::Null,
+            };
+        };
         let started = Instant::now();
         let r = self
             .ctx
@@ -369,14 +376,20 @@ impl Toolbox {
             .send()
             .await;
         let ms = started.elapsed().as_millis() as u64;
-        Some(match r {
+        let (ok, detail) = match r {
             Ok(resp) => {
-                json!({ "url": url, "status": resp.status().as_u16(), "ok": resp.status().is_success(), "latency_ms": ms })
+                let ok = resp.status().is_success();
+                (
+                    ok,
+                    json!({ "url": url, "status": resp.status().as_u16(), "ok": ok, "latency_ms": ms }),
+                )
             }
-            Err(e) => {
-                json!({ "url": url, "ok": false, "error": guard::bounded(&e.to_string(), 200), "latency_ms": ms })
-            }
-        })
+            Err(e) => (
+                false,
+                json!({ "url": url, "ok": false, "error": guard::bounded(&e.to_string(), 200), "latency_ms": ms }),
+            ),
+        };
+        Probe { ok, detail }
     }
 
     /// `get_container_logs`: the last lines of one replica, bounded.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::types::{ApiKey, ChatModel, LlmError, Message, ModelTurn};
+use super::types::{ChatModel, LlmError, Message, ModelTurn, Secret};
 use super::ToolSpec;
 
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
@@ -17,7 +17,7 @@ pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 /// What the Gemini provider needs; the caller's config fills it (the model is never hard-coded here).
 #[derive(Debug, Clone)]
 pub struct GeminiConfig {
-    pub api_key: ApiKey,
+    pub api_key: Secret,
     pub model: String,
     /// Without a trailing path: `https://generativelanguage.googleapis.com` or a test server.
     pub base_url: String,
@@ -27,7 +27,7 @@ pub struct GeminiConfig {
 
 pub struct Gemini {
     http: reqwest::Client,
-    api_key: ApiKey,
+    api_key: Secret,
     model: String,
     endpoint: String,
 }

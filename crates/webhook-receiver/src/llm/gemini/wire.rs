@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::llm::types::{
-    clean_provider_message, ApiKey, AssistantTurn, LlmError, Message, ModelTurn, ToolArgs,
+    clean_provider_message, AssistantTurn, LlmError, Message, ModelTurn, Secret, ToolArgs,
     ToolCall, Usage,
 };
 use crate::llm::ToolSpec;
@@ -281,7 +281,7 @@ pub(crate) fn parse_error(
     status: u16,
     retry_after_header: Option<&str>,
     body: &[u8],
-    key: &ApiKey,
+    key: &Secret,
 ) -> LlmError {
     // The API answers `{"error": ...}`; some front ends wrap it in an array.
     // (Parsed via Value: serde would also read a struct from a one-element array.)
@@ -480,7 +480,7 @@ mod tests {
 
     #[test]
     fn rate_limit_error_reads_retry_info() {
-        let key = ApiKey::new("k").unwrap();
+        let key = Secret::new("k").unwrap();
         let body = r#"{"error":{"code":429,"message":"You exceeded your current quota.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"47s"}]}}"#;
         assert_eq!(
             parse_error(429, None, body.as_bytes(), &key),
@@ -508,7 +508,7 @@ mod tests {
 
     #[test]
     fn client_and_server_errors() {
-        let key = ApiKey::new("AIzaSECRET").unwrap();
+        let key = Secret::new("AIzaSECRET").unwrap();
         let body = r#"[{"error":{"code":400,"message":"Corrupted thought signature.","status":"INVALID_ARGUMENT"}}]"#;
         assert_eq!(
             parse_error(400, None, body.as_bytes(), &key),
