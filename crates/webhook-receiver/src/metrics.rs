@@ -5,8 +5,8 @@
 //! that panels show 0 rather than "no data" on a fresh agent.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub const WEBHOOK_RESULTS: &[&str] = &[
@@ -43,6 +43,8 @@ pub struct Metrics {
     pub llm_tokens: IntCounterVec,
     pub tool_calls: IntCounterVec,
     pub llm_request_duration: HistogramVec,
+    /// Incidents that did not reach the incident log (full disk, I/O error); kept in memory.
+    pub incident_log_write_errors: IntCounter,
 }
 
 impl Metrics {
@@ -131,6 +133,15 @@ impl Metrics {
             .register(Box::new(docker_up.clone()))
             .expect("unique metric");
 
+        let incident_log_write_errors = IntCounter::new(
+            "healing_incident_log_write_errors_total",
+            "Incident log appends that failed (full disk, I/O error); the incident stays in memory",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(incident_log_write_errors.clone()))
+            .expect("unique metric");
+
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
@@ -180,6 +191,7 @@ impl Metrics {
             llm_tokens,
             tool_calls,
             llm_request_duration,
+            incident_log_write_errors,
         }
     }
 

@@ -2,7 +2,7 @@
 
 mod store;
 
-pub use store::{IncidentStore, StoreError};
+pub use store::{IncidentStore, LogOptions, StoreError, KEEP_IN_MEMORY};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
