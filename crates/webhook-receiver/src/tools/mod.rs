@@ -283,11 +283,11 @@ impl Toolbox {
             (Some(start), _) => Utc::now() - start,
             _ => chrono::Duration::zero(),
         };
-        if self.ctx.budget.reset_if_stable(
-            &target.name,
-            state.became_healthy,
-            uptime.to_std().unwrap_or_default(),
-        ) {
+        let healthy_for = match state.became_healthy {
+            true => uptime.to_std().unwrap_or_default(),
+            false => Duration::ZERO,
+        };
+        if self.ctx.budget.reset_if_stable(&target.name, healthy_for) {
             tracing::debug!(container = %target.name, uptime_s = uptime.num_seconds(), "came up and served before failing; fresh restart budget");
         }
         let attempt = match self.ctx.budget.check(&target.name, Utc::now()) {
