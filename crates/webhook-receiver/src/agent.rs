@@ -37,7 +37,7 @@ pub fn llm_config(s: &Settings) -> LlmConfig {
         openai_base_url: non_empty(&s.openai_base_url),
         openai_model: non_empty(&s.openai_model),
         max_turns: s.llm_max_turns,
-        run_timeout: std::time::Duration::from_secs(s.llm_timeout_secs),
+        run_timeout: s.llm_timeout,
     }
 }
 

@@ -1,5 +1,11 @@
 //! Configuration: environment variables (`.env` honoured) with matching CLI flags, sane defaults,
 //! and one validation pass at start that names the variable at fault.
+//!
+//! - [`parse`]: the range-checked value parsers (durations in humantime or the variable's unit).
+//! - [`secrets`]: API keys and the webhook token, from the environment (or `*_FILE`) only.
+
+pub mod parse;
+pub mod secrets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +13,9 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand, ValueEnum};
+
+pub use parse::{DurationParser, IntParser};
+pub use secrets::Secrets;
 
 use crate::secret::Secret;
 
@@ -44,19 +53,13 @@ pub enum Command {
     Healthcheck,
 }
 
+/// Every setting of the agent but the secrets, from flags and environment variables. The secrets
+/// ([`Secrets`]) are environment-only and filled in by [`Secrets::from_env`].
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// Address to serve the webhook, /healthz, /metrics and /incidents on.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:5001")]
     pub listen_addr: SocketAddr,
-    /// Bearer token Alertmanager must send; empty disables the check.
-    #[arg(
-        long,
-        env = "WEBHOOK_TOKEN",
-        hide_env_values = true,
-        default_value = ""
-    )]
-    pub webhook_token: String,
     /// Compose services the agent may heal, comma-separated.
     #[arg(
         long,
@@ -80,55 +83,65 @@ pub struct Settings {
     /// React to Docker events (die, oom, unhealthy) without waiting for an alert.
     #[arg(long, env = "DOCKER_EVENTS", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub docker_events: bool,
-    /// Restarts allowed per replica within the window before the agent gives up on it.
-    #[arg(long, env = "RESTART_BUDGET", default_value_t = 5)]
+    /// Restarts allowed per replica within the window before the agent gives up on it (1-1000).
+    #[arg(long, env = "RESTART_BUDGET", default_value = "5", value_parser = IntParser::<u32>::new(1, 1000))]
     pub restart_budget: u32,
-    #[arg(long, env = "RESTART_WINDOW_SECS", default_value_t = 600)]
-    pub restart_window_secs: u64,
-    /// Backoff before the 2nd restart of a replica within the window; doubles each time.
-    #[arg(long, env = "RESTART_BACKOFF_MS", default_value_t = 1000)]
-    pub restart_backoff_ms: u64,
-    #[arg(long, env = "RESTART_BACKOFF_MAX_MS", default_value_t = 30_000)]
-    pub restart_backoff_max_ms: u64,
-    /// A replica that ran this long before failing gets a fresh budget (not a crash loop); 0: never.
-    #[arg(long, env = "RESTART_STABLE_SECS", default_value_t = 10)]
-    pub restart_stable_secs: u64,
-    /// How long verification may wait for restarted replicas to serve.
-    #[arg(long, env = "VERIFY_TIMEOUT_SECS", default_value_t = 30)]
-    pub verify_timeout_secs: u64,
-    /// Pause before a run, so triggers arriving together become one run.
-    #[arg(long, env = "DEBOUNCE_MS", default_value_t = 100)]
-    pub debounce_ms: u64,
+    /// The restart budget's window (1s-30d; plain numbers are seconds).
+    #[arg(long = "restart-window-secs", env = "RESTART_WINDOW_SECS", default_value = "600",
+          value_name = "DURATION", value_parser = DurationParser::secs(SECOND, days(30)))]
+    pub restart_window: Duration,
+    /// Backoff before the 2nd restart of a replica within the window; doubles each time (0-1h;
+    /// plain numbers are milliseconds).
+    #[arg(long = "restart-backoff-ms", env = "RESTART_BACKOFF_MS", default_value = "1000",
+          value_name = "DURATION", value_parser = DurationParser::millis(Duration::ZERO, HOUR))]
+    pub restart_backoff: Duration,
+    /// Longest backoff (0-1h; plain numbers are milliseconds).
+    #[arg(long = "restart-backoff-max-ms", env = "RESTART_BACKOFF_MAX_MS", default_value = "30000",
+          value_name = "DURATION", value_parser = DurationParser::millis(Duration::ZERO, HOUR))]
+    pub restart_backoff_max: Duration,
+    /// A replica that was running and healthy this long before it failed gets a fresh budget (not
+    /// a crash loop); 0: never (0-1d; plain numbers are seconds).
+    #[arg(long = "restart-stable-secs", env = "RESTART_STABLE_SECS", default_value = "10",
+          value_name = "DURATION", value_parser = DurationParser::secs(Duration::ZERO, days(1)))]
+    pub restart_stable: Duration,
+    /// How long verification may wait for restarted replicas to serve (1s-1h; plain numbers are
+    /// seconds).
+    #[arg(long = "verify-timeout-secs", env = "VERIFY_TIMEOUT_SECS", default_value = "30",
+          value_name = "DURATION", value_parser = DurationParser::secs(SECOND, HOUR))]
+    pub verify_timeout: Duration,
+    /// Pause before a run, so triggers arriving together become one run (0-1m; plain numbers are
+    /// milliseconds).
+    #[arg(long = "debounce-ms", env = "DEBOUNCE_MS", default_value = "100",
+          value_name = "DURATION", value_parser = DurationParser::millis(Duration::ZERO, MINUTE))]
+    pub debounce: Duration,
+    /// On SIGTERM, how long in-flight healing runs may finish (0-10m, with a unit: 20s).
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "20s",
+          value_name = "DURATION", value_parser = DurationParser::humantime(Duration::ZERO, 10 * MINUTE))]
+    pub drain_timeout: Duration,
     /// JSON-lines incident log; empty keeps incidents in memory only.
     #[arg(long, env = "INCIDENT_LOG", default_value = "incidents.jsonl")]
     pub incident_log: String,
+    /// Rotate the incident log when it would grow past this many bytes (4096 to 1 TiB).
+    #[arg(long, env = "INCIDENT_LOG_MAX_BYTES", default_value = "10485760",
+          value_parser = IntParser::<u64>::new(4096, 1 << 40))]
+    pub incident_log_max_bytes: u64,
+    /// Rotated incident logs kept (incidents.jsonl.1 is the newest); 0 keeps none (0-100).
+    #[arg(long, env = "INCIDENT_LOG_KEEP", default_value = "3",
+          value_parser = IntParser::<usize>::new(0, 100))]
+    pub incident_log_keep: usize,
     /// Restart budget state; default: restart-budget.json next to the incident log.
     #[arg(long, env = "BUDGET_STATE", default_value = "")]
     pub budget_state: String,
-    /// Largest webhook body accepted, in bytes.
-    #[arg(long, env = "WEBHOOK_MAX_BYTES", default_value_t = 1024 * 1024)]
+    /// Largest webhook body accepted, in bytes (1 KiB to 64 MiB).
+    #[arg(long, env = "WEBHOOK_MAX_BYTES", default_value = "1048576",
+          value_parser = IntParser::<usize>::new(1024, 64 << 20))]
     pub webhook_max_bytes: usize,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
-    /// auto: Gemini if its key is set, else OpenAI-compatible if configured, else the runbook.
+    /// auto: Gemini if its key is set, else OpenAI-compatible if OPENAI_MODEL is set, else the runbook.
     #[arg(long, env = "LLM_PROVIDER", value_enum, default_value = "auto")]
     pub llm_provider: LlmProviderChoice,
-    #[arg(
-        long,
-        env = "GEMINI_API_KEY",
-        hide_env_values = true,
-        default_value = ""
-    )]
-    pub gemini_api_key: String,
-    /// Accepted in place of GEMINI_API_KEY.
-    #[arg(
-        long,
-        env = "GOOGLE_API_KEY",
-        hide_env_values = true,
-        default_value = ""
-    )]
-    pub google_api_key: String,
     #[arg(long, env = "GEMINI_MODEL", default_value = "gemini-3.5-flash")]
     pub gemini_model: String,
     #[arg(
@@ -137,23 +150,31 @@ pub struct Settings {
         default_value = "https://generativelanguage.googleapis.com"
     )]
     pub gemini_base_url: String,
-    #[arg(
-        long,
-        env = "OPENAI_API_KEY",
-        hide_env_values = true,
-        default_value = ""
-    )]
-    pub openai_api_key: String,
     /// e.g. https://api.openai.com/v1 or http://ollama:11434/v1
     #[arg(long, env = "OPENAI_BASE_URL", default_value = "")]
     pub openai_base_url: String,
     /// Required with the OpenAI-compatible provider (e.g. gpt-4o-mini, llama3.1).
     #[arg(long, env = "OPENAI_MODEL", default_value = "")]
     pub openai_model: String,
-    #[arg(long, env = "LLM_MAX_TURNS", default_value_t = 8)]
+    /// Model turns per incident (1-100).
+    #[arg(long, env = "LLM_MAX_TURNS", default_value = "8", value_parser = IntParser::<u32>::new(1, 100))]
     pub llm_max_turns: u32,
-    #[arg(long, env = "LLM_TIMEOUT_SECS", default_value_t = 60)]
-    pub llm_timeout_secs: u64,
+    /// Wall clock of one incident's model run (1s-1h; plain numbers are seconds).
+    #[arg(long = "llm-timeout-secs", env = "LLM_TIMEOUT_SECS", default_value = "60",
+          value_name = "DURATION", value_parser = DurationParser::secs(SECOND, HOUR))]
+    pub llm_timeout: Duration,
+
+    /// `WEBHOOK_TOKEN`, `GEMINI_API_KEY`/`GOOGLE_API_KEY`, `OPENAI_API_KEY` (or their `*_FILE`):
+    /// from the environment only, never flags.
+    #[arg(skip)]
+    pub secrets: Secrets,
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 86_400)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +184,7 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn bad(var: &'static str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn bad(var: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         var,
         reason: reason.into(),
@@ -171,7 +192,7 @@ fn bad(var: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 impl Settings {
-    /// Checks everything that clap's types do not, once, at start.
+    /// Checks everything that the value parsers cannot check alone, once, at start.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let valid_name = |s: &str| {
             !s.is_empty()
@@ -201,48 +222,65 @@ impl Settings {
                 return Err(bad("HEALTH_URL", "must be an http(s) URL"));
             }
         }
-        if self.restart_budget == 0 {
-            return Err(bad("RESTART_BUDGET", "must be at least 1"));
-        }
-        if self.restart_window_secs == 0 {
-            return Err(bad("RESTART_WINDOW_SECS", "must be at least 1"));
-        }
-        if self.verify_timeout_secs == 0 {
-            return Err(bad("VERIFY_TIMEOUT_SECS", "must be at least 1"));
-        }
-        if self.webhook_max_bytes < 1024 {
-            return Err(bad("WEBHOOK_MAX_BYTES", "must be at least 1024"));
-        }
-        if self.llm_max_turns == 0 {
-            return Err(bad("LLM_MAX_TURNS", "must be at least 1"));
-        }
-        if self.llm_timeout_secs == 0 {
-            return Err(bad("LLM_TIMEOUT_SECS", "must be at least 1"));
-        }
         for (var, url) in [
             ("GEMINI_BASE_URL", &self.gemini_base_url),
             ("OPENAI_BASE_URL", &self.openai_base_url),
         ] {
             if !url.is_empty() {
-                reqwest::Url::parse(url).map_err(|e| bad(var, e.to_string()))?;
+                let parsed = reqwest::Url::parse(url).map_err(|e| bad(var, e.to_string()))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(bad(var, "must be an http(s) URL"));
+                }
             }
         }
-        if self.llm_provider == LlmProviderChoice::Gemini && self.gemini_key().is_none() {
-            return Err(bad(
-                "GEMINI_API_KEY",
-                "LLM_PROVIDER=gemini needs GEMINI_API_KEY (or GOOGLE_API_KEY)",
-            ));
-        }
-        if self.llm_provider == LlmProviderChoice::Openai
-            && self.openai_base_url.is_empty()
-            && self.openai_api_key.is_empty()
-        {
-            return Err(bad(
-                "OPENAI_BASE_URL",
-                "LLM_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL",
-            ));
+        match self.llm_provider {
+            LlmProviderChoice::Gemini if self.gemini_key().is_none() => {
+                return Err(bad(
+                    "GEMINI_API_KEY",
+                    "LLM_PROVIDER=gemini needs GEMINI_API_KEY (or GOOGLE_API_KEY, or a *_FILE)",
+                ));
+            }
+            LlmProviderChoice::Openai => {
+                if self.openai_base_url.is_empty() && self.openai_key().is_none() {
+                    return Err(bad(
+                        "OPENAI_BASE_URL",
+                        "LLM_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL",
+                    ));
+                }
+                if self.openai_model.trim().is_empty() {
+                    return Err(bad(
+                        "OPENAI_MODEL",
+                        "LLM_PROVIDER=openai needs OPENAI_MODEL (the model your server serves)",
+                    ));
+                }
+            }
+            _ => {}
         }
         Ok(())
+    }
+
+    /// Settings that work but are probably not what the operator meant, for the start-up log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.token().is_none() {
+            warnings.push(
+                "WEBHOOK_TOKEN is not set: anyone who can reach the webhook can trigger healing runs"
+                    .to_string(),
+            );
+        }
+        let openai_configured = self.openai_key().is_some() || !self.openai_base_url.is_empty();
+        if self.llm_provider == LlmProviderChoice::Auto
+            && self.gemini_key().is_none()
+            && openai_configured
+            && self.openai_model.trim().is_empty()
+        {
+            warnings.push(
+                "OPENAI_API_KEY or OPENAI_BASE_URL is set but OPENAI_MODEL is not: LLM_PROVIDER=auto \
+                 uses the built-in runbook (set OPENAI_MODEL to use the OpenAI-compatible provider)"
+                    .to_string(),
+            );
+        }
+        warnings
     }
 
     pub fn services(&self) -> Vec<String> {
@@ -254,18 +292,16 @@ impl Settings {
     }
 
     pub fn token(&self) -> Option<Secret> {
-        Secret::exact(self.webhook_token.clone())
+        self.secrets.webhook_token.clone()
     }
 
     pub fn gemini_key(&self) -> Option<Secret> {
-        [&self.gemini_api_key, &self.google_api_key]
-            .into_iter()
-            .find_map(|k| Secret::new(k.as_str()))
+        self.secrets.gemini_api_key.clone()
     }
 
     /// `OPENAI_API_KEY`, if set.
     pub fn openai_key(&self) -> Option<Secret> {
-        Secret::new(self.openai_api_key.as_str())
+        self.secrets.openai_api_key.clone()
     }
 
     pub fn health_url(&self) -> Option<String> {
@@ -283,51 +319,7 @@ impl Settings {
         self.incident_log()
             .map(|p| p.with_file_name("restart-budget.json"))
     }
-
-    pub fn verify_timeout(&self) -> Duration {
-        Duration::from_secs(self.verify_timeout_secs)
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> Result<Settings, String> {
-        let mut all = vec!["webhook-receiver"];
-        all.extend_from_slice(args);
-        let cli = Cli::try_parse_from(all).map_err(|e| e.to_string())?;
-        cli.settings.validate().map_err(|e| e.to_string())?;
-        Ok(cli.settings)
-    }
-
-    #[test]
-    fn defaults_are_valid() {
-        let s = parse(&[]).unwrap();
-        assert_eq!(s.services(), ["webapp"]);
-        assert_eq!(s.listen_addr.port(), 5001);
-        assert!(s.docker_events && !s.dry_run);
-        assert_eq!(
-            s.budget_state().unwrap(),
-            PathBuf::from("restart-budget.json")
-        );
-    }
-
-    #[test]
-    fn bad_values_name_their_variable() {
-        assert!(parse(&["--heal-services", "web app"])
-            .unwrap_err()
-            .contains("HEAL_SERVICES"));
-        assert!(parse(&["--health-url", "not a url"])
-            .unwrap_err()
-            .contains("HEALTH_URL"));
-        assert!(parse(&["--restart-budget", "0"])
-            .unwrap_err()
-            .contains("RESTART_BUDGET"));
-        assert!(parse(&["--llm-provider", "gemini"])
-            .unwrap_err()
-            .contains("GEMINI_API_KEY"));
-        assert!(parse(&["--dry-run", "maybe"]).is_err());
-        assert!(parse(&["--dry-run", "yes"]).unwrap().dry_run);
-    }
-}
+mod tests;

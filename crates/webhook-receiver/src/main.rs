@@ -1,19 +1,26 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use webhook_receiver::config::{Cli, Command};
+use webhook_receiver::config::{Cli, Command, Secrets};
 use webhook_receiver::{telemetry, Application};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let _ = dotenvy::dotenv();
+    if let Err(e) = load_dotenv() {
+        eprintln!("webhook-receiver: {e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     if let Some(Command::Healthcheck) = cli.command {
         return healthcheck(cli.settings.listen_addr.port()).await;
     }
-    let settings = cli.settings;
+    let mut settings = cli.settings;
     telemetry::init(settings.log_format);
-    if let Err(e) = settings.validate() {
+    let checked = Secrets::from_env().and_then(|secrets| {
+        settings.secrets = secrets;
+        settings.validate()
+    });
+    if let Err(e) = checked {
         tracing::error!("{e}");
         eprintln!("webhook-receiver: {e}");
         return ExitCode::from(2);
@@ -32,6 +39,20 @@ async fn main() -> ExitCode {
             tracing::error!(error = %e, "server error");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `.env` in the working directory, if there is one; variables already set win. A line that does
+/// not parse stops the start (its text is not shown: it may hold a key).
+fn load_dotenv() -> Result<(), String> {
+    match dotenvy::dotenv() {
+        Ok(_) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(dotenvy::Error::LineParse(_, index)) => Err(format!(
+            ".env: cannot parse it at character {index} (the line is not shown: it may hold a secret)"
+        )),
+        Err(dotenvy::Error::Io(e)) => Err(format!(".env: {e}")),
+        Err(_) => Err(".env: a value is not valid UTF-8".into()),
     }
 }
 

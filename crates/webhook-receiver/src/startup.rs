@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::budget::{BudgetPolicy, RestartBudget};
 use crate::config::Settings;
 use crate::engine::{watch_events, Engine, EngineConfig, Strategy};
-use crate::incidents::IncidentStore;
+use crate::incidents::{IncidentStore, LogOptions};
 use crate::intake::{router, AppState};
 use crate::metrics::Metrics;
 use crate::runtime::docker::DockerRuntime;
@@ -38,6 +38,7 @@ pub struct Application {
     state: AppState,
     ctx: Arc<ToolContext>,
     events: bool,
+    drain_timeout: Duration,
 }
 
 impl Application {
@@ -63,17 +64,30 @@ impl Application {
             }
             None => tracing::info!("no LLM configured: the built-in runbook heals"),
         }
-        let incidents = Arc::new(IncidentStore::open(settings.incident_log()).await?);
-        let budget = Arc::new(RestartBudget::load(
-            BudgetPolicy {
-                max_restarts: settings.restart_budget,
-                window: Duration::from_secs(settings.restart_window_secs),
-                backoff_base: Duration::from_millis(settings.restart_backoff_ms),
-                backoff_max: Duration::from_millis(settings.restart_backoff_max_ms),
-                stable_after: Duration::from_secs(settings.restart_stable_secs),
-            },
-            settings.budget_state(),
-        ));
+        let incidents = Arc::new(
+            IncidentStore::open_with(
+                settings.incident_log(),
+                LogOptions {
+                    max_bytes: settings.incident_log_max_bytes,
+                    keep: settings.incident_log_keep,
+                    write_errors: metrics.incident_log_write_errors.clone(),
+                },
+            )
+            .await?,
+        );
+        let budget = Arc::new(
+            RestartBudget::open(
+                BudgetPolicy {
+                    max_restarts: settings.restart_budget,
+                    window: settings.restart_window,
+                    backoff_base: settings.restart_backoff,
+                    backoff_max: settings.restart_backoff_max,
+                    stable_after: settings.restart_stable,
+                },
+                settings.budget_state(),
+            )
+            .await,
+        );
         let ctx = Arc::new(ToolContext {
             runtime,
             budget,
@@ -94,8 +108,8 @@ impl Application {
             incidents.clone(),
             metrics.clone(),
             EngineConfig {
-                verify_timeout: settings.verify_timeout(),
-                debounce: Duration::from_millis(settings.debounce_ms),
+                verify_timeout: settings.verify_timeout,
+                debounce: settings.debounce,
             },
         );
         let listener = TcpListener::bind(settings.listen_addr)
@@ -109,6 +123,9 @@ impl Application {
             project = %project, services = ?services, dry_run = settings.dry_run, docker_events = settings.docker_events,
             incident_log = ?incidents.path(), "agent listening"
         );
+        for warning in settings.warnings() {
+            tracing::warn!("{warning}");
+        }
         let state = AppState {
             engine,
             metrics,
@@ -124,6 +141,7 @@ impl Application {
             state,
             ctx,
             events: settings.docker_events,
+            drain_timeout: settings.drain_timeout,
         })
     }
 
@@ -157,9 +175,10 @@ impl Application {
             e.abort();
         }
         supervisor.abort();
-        if !engine.wait_idle(Duration::from_secs(20)).await {
+        if !engine.wait_idle(self.drain_timeout).await {
             tracing::warn!("shutting down with a healing run still in flight");
         }
+        self.ctx.budget.flush().await;
         tracing::info!("agent stopped");
         served
     }

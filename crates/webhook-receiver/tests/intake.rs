@@ -5,13 +5,14 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{alert_payload, spawn_agent};
+use support::{alert_payload, spawn_agent_with, token};
 
 #[tokio::test]
 async fn bad_requests_get_the_right_4xx() {
-    let agent = spawn_agent(
+    let agent = spawn_agent_with(
         "intaketest",
-        &["--webhook-token", "s3cret", "--webhook-max-bytes", "4096"],
+        &["--webhook-max-bytes", "4096"],
+        token("s3cret"),
     )
     .await;
     let url = format!("{}/webhook", agent.url);

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use fake_llm::{call, call_raw, Brain, FakeGemini, FakeOpenAi, GeminiOptions, Script};
 use serde_json::{json, Value};
-use support::{alert_payload, spawn_agent, webapp_alert, Agent, Project, Replica};
+use support::{
+    alert_payload, gemini_key, openai_key, spawn_agent_with, webapp_alert, Agent, Project, Replica,
+};
 
 async fn gemini_agent(p: &Project, fake: &FakeGemini, extra: &[&str]) -> Agent {
     let mut args = vec![
         "--llm-provider",
         "gemini",
-        "--gemini-api-key",
-        FakeGemini::API_KEY,
         "--gemini-base-url",
         fake.url(),
         "--gemini-model",
@@ -24,7 +24,7 @@ async fn gemini_agent(p: &Project, fake: &FakeGemini, extra: &[&str]) -> Agent {
         "20",
     ];
     args.extend_from_slice(extra);
-    spawn_agent(&p.name, &args).await
+    spawn_agent_with(&p.name, &args, gemini_key(FakeGemini::API_KEY)).await
 }
 
 async fn healer() -> FakeGemini {
@@ -409,20 +409,19 @@ async fn openai_compatible_malformed_arguments_are_answered_and_the_model_contin
         .call("restart_container", json!({"name": web}))
         .text("Restarted it after fixing my arguments.");
     let fake = FakeOpenAi::start(script).await;
-    let agent = spawn_agent(
+    let agent = spawn_agent_with(
         &p.name,
         &[
             "--llm-provider",
             "openai",
             "--openai-base-url",
             fake.url(),
-            "--openai-api-key",
-            FakeOpenAi::API_KEY,
             "--openai-model",
             "llama3.1",
             "--llm-timeout-secs",
             "20",
         ],
+        openai_key(FakeOpenAi::API_KEY),
     )
     .await;
     agent.post_alert(&webapp_alert()).await;

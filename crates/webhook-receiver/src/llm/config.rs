@@ -18,7 +18,8 @@ pub const DEFAULT_GEMINI_MODEL: &str = "gemini-3.5-flash";
 /// `LLM_PROVIDER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProviderChoice {
-    /// Gemini if its key is set, else OpenAI-compatible if configured, else none (the runbook).
+    /// Gemini if its key is set, else OpenAI-compatible if configured with a model, else none
+    /// (the runbook).
     #[default]
     Auto,
     Gemini,
@@ -99,8 +100,11 @@ impl LlmConfig {
     fn resolved(&self) -> ProviderChoice {
         match self.provider {
             ProviderChoice::Auto if self.gemini_api_key.is_some() => ProviderChoice::Gemini,
+            // Only with a model: a stray OPENAI_API_KEY in the shell must not turn into an agent
+            // that fails at start (there is no model every OpenAI-compatible server has).
             ProviderChoice::Auto
-                if self.openai_base_url.is_some() || self.openai_api_key.is_some() =>
+                if (self.openai_base_url.is_some() || self.openai_api_key.is_some())
+                    && self.openai_model.is_some() =>
             {
                 ProviderChoice::OpenAi
             }
@@ -128,8 +132,8 @@ pub enum LlmConfigError {
         "the OpenAI-compatible provider needs OPENAI_MODEL (e.g. the model your server serves)"
     )]
     MissingOpenAiModel,
-    #[error("LLM_TIMEOUT_SECS must be at least 1 second")]
-    ZeroTimeout,
+    #[error("LLM_TIMEOUT_SECS must be between 1 second and 1 hour")]
+    TimeoutOutOfRange,
     #[error("could not set up the model client: {0}")]
     Client(#[from] LlmError),
 }
@@ -143,11 +147,20 @@ pub fn build(
         model: None,
     };
     let chosen = config.resolved();
-    if chosen != ProviderChoice::None && config.run_timeout < Duration::from_secs(1) {
-        return Err(LlmConfigError::ZeroTimeout);
+    // The same range as the setting's, for configs built in code: deadlines are `now + timeout`.
+    let timeouts = Duration::from_secs(1)..=Duration::from_secs(3600);
+    if chosen != ProviderChoice::None && !timeouts.contains(&config.run_timeout) {
+        return Err(LlmConfigError::TimeoutOutOfRange);
     }
     let model: Arc<dyn ChatModel> = match chosen {
-        ProviderChoice::None | ProviderChoice::Auto => return Ok((None, none)),
+        ProviderChoice::None | ProviderChoice::Auto => {
+            if config.provider == ProviderChoice::Auto
+                && (config.openai_api_key.is_some() || config.openai_base_url.is_some())
+            {
+                tracing::warn!("OPENAI_API_KEY or OPENAI_BASE_URL is set without OPENAI_MODEL: LLM_PROVIDER=auto uses the built-in runbook");
+            }
+            return Ok((None, none));
+        }
         ProviderChoice::Gemini => {
             let api_key = config
                 .gemini_api_key
@@ -194,9 +207,16 @@ mod tests {
     #[test]
     fn auto_prefers_gemini_then_openai_then_none() {
         let mut c = LlmConfig {
-            openai_model: Some("llama3.1".into()),
+            openai_api_key: key(),
             ..LlmConfig::default()
         };
+        assert_eq!(
+            build(&c).unwrap().1.provider,
+            "none",
+            "a key without a model is no OpenAI configuration"
+        );
+        c.openai_api_key = None;
+        c.openai_model = Some("llama3.1".into());
         assert_eq!(build(&c).unwrap().1.provider, "none");
         c.openai_base_url = Some("http://ollama:11434/v1".into());
         assert_eq!(

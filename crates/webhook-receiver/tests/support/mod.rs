@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::Value;
-use webhook_receiver::config::Cli;
+use webhook_receiver::config::{Cli, Secrets};
 use webhook_receiver::engine::Engine;
+use webhook_receiver::secret::Secret;
 use webhook_receiver::Application;
 
 /// A one-file image holding Debian's static busybox: enough for a replica that sleeps, exits on
@@ -274,6 +275,35 @@ pub struct Agent {
 
 /// Starts the agent for `project` with extra `--flag value` arguments.
 pub async fn spawn_agent(project: &str, extra: &[&str]) -> Agent {
+    spawn_agent_with(project, extra, Secrets::default()).await
+}
+
+/// A webhook token and no API keys (secrets are never flags).
+pub fn token(t: &str) -> Secrets {
+    Secrets {
+        webhook_token: Secret::exact(t),
+        ..Secrets::default()
+    }
+}
+
+/// A Gemini key (`GEMINI_API_KEY`).
+pub fn gemini_key(k: &str) -> Secrets {
+    Secrets {
+        gemini_api_key: Secret::new(k),
+        ..Secrets::default()
+    }
+}
+
+/// An OpenAI key (`OPENAI_API_KEY`).
+pub fn openai_key(k: &str) -> Secrets {
+    Secrets {
+        openai_api_key: Secret::new(k),
+        ..Secrets::default()
+    }
+}
+
+/// [`spawn_agent`] with secrets (as the agent reads them from its environment).
+pub async fn spawn_agent_with(project: &str, extra: &[&str], secrets: Secrets) -> Agent {
     let dir = tempdir("agent").expect("tempdir");
     let log = dir.join("incidents.jsonl");
     let mut args = vec![
@@ -296,7 +326,8 @@ pub async fn spawn_agent(project: &str, extra: &[&str]) -> Agent {
         "20".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let cli = Cli::try_parse_from(&args).expect("test flags parse");
+    let mut cli = Cli::try_parse_from(&args).expect("test flags parse");
+    cli.settings.secrets = secrets;
     cli.settings.validate().expect("test settings valid");
     let app = Application::build(&cli.settings)
         .await
