@@ -9,13 +9,13 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use serde_json::{json, Value};
 
 use crate::script::{Reply, Script};
-use crate::server::{Log, Recorded, Running};
+use crate::server::{Log, Payload, Recorded, Running};
 
 struct Shared {
     script: Script,
@@ -81,9 +81,9 @@ async fn chat_completions(
         api_key: token,
         body: parsed.unwrap_or(Value::Null),
         status: status.as_u16(),
-        response: response.clone(),
+        response: response.recorded(),
     });
-    let mut resp = (status, Json(response)).into_response();
+    let mut resp = response.into_response(status);
     if let Some(secs) = retry_after {
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
@@ -92,7 +92,7 @@ async fn chat_completions(
     resp
 }
 
-type Answer = (StatusCode, Value, Option<u64>, std::time::Duration);
+type Answer = (StatusCode, Payload, Option<u64>, std::time::Duration);
 
 fn error(
     code: StatusCode,
@@ -103,19 +103,19 @@ fn error(
 ) -> Answer {
     let body =
         json!({"error": {"message": message, "type": kind, "param": param, "code": err_code}});
-    (code, body, None, std::time::Duration::ZERO)
+    (code, Payload::Json(body), None, std::time::Duration::ZERO)
 }
 
 fn answer(shared: &Shared, token: Option<&str>, body: Option<&Value>) -> Answer {
     if token != Some(shared.api_key.as_str()) {
         // The real API echoes a masked key here: clients must not pass this message on verbatim.
+        // By characters: a token is whatever the client sent, not necessarily ASCII.
         let masked = token
             .map(|t| {
-                format!(
-                    "{}****{}",
-                    &t[..t.len().min(3)],
-                    &t[t.len().saturating_sub(4)..]
-                )
+                let chars: Vec<char> = t.chars().collect();
+                let head: String = chars.iter().take(3).collect();
+                let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+                format!("{head}****{tail}")
             })
             .unwrap_or_default();
         return error(
@@ -188,6 +188,18 @@ fn answer(shared: &Shared, token: Option<&str>, body: Option<&Value>) -> Answer 
                 retry_delay.map(|d| d.as_secs().max(1)),
             )
         }
+        Reply::Raw {
+            status,
+            content_type,
+            body,
+        } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let raw = Payload::Raw {
+                content_type: content_type.clone(),
+                body: body.clone(),
+            };
+            return (status, raw, None, delay);
+        }
         Reply::Error { code, message } => {
             let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let message = if message.is_empty() {
@@ -207,7 +219,7 @@ fn answer(shared: &Shared, token: Option<&str>, body: Option<&Value>) -> Answer 
             )
         }
     };
-    (status, value, retry_after, delay)
+    (status, Payload::Json(value), retry_after, delay)
 }
 
 fn completion(

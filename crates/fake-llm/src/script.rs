@@ -39,6 +39,13 @@ pub enum Reply {
     RateLimited { retry_delay: Option<Duration> },
     /// Any other error status, with the provider's error body.
     Error { code: u16, message: String },
+    /// Exactly this status, content type and body, whatever the protocol says: a proxy's HTML
+    /// error page, a truncated body, a body that is not the provider's JSON.
+    Raw {
+        status: u16,
+        content_type: String,
+        body: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -99,6 +106,15 @@ impl Script {
         self.reply(Reply::Error {
             code,
             message: message.to_string(),
+        })
+    }
+
+    /// A raw answer (see [`Reply::Raw`]).
+    pub fn raw(self, status: u16, content_type: &str, body: &str) -> Self {
+        self.reply(Reply::Raw {
+            status,
+            content_type: content_type.to_string(),
+            body: body.to_string(),
         })
     }
 

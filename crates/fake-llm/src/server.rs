@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -69,5 +71,29 @@ impl Drop for Running {
             let _ = tx.send(());
         }
         self.task.abort();
+    }
+}
+
+/// What the fake answers: the protocol's JSON, or raw bytes (a scripted [`Reply::Raw`]).
+pub(crate) enum Payload {
+    Json(Value),
+    Raw { content_type: String, body: String },
+}
+
+impl Payload {
+    pub(crate) fn recorded(&self) -> Value {
+        match self {
+            Payload::Json(v) => v.clone(),
+            Payload::Raw { body, .. } => Value::String(body.clone()),
+        }
+    }
+
+    pub(crate) fn into_response(self, status: StatusCode) -> Response {
+        match self {
+            Payload::Json(v) => (status, Json(v)).into_response(),
+            Payload::Raw { content_type, body } => {
+                (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+            }
+        }
     }
 }

@@ -14,13 +14,13 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use serde_json::{json, Value};
 
 use crate::script::{Reply, Script};
-use crate::server::{Log, Recorded, Running};
+use crate::server::{Log, Payload, Recorded, Running};
 use validate::Signer;
 
 /// Who decides the replies.
@@ -156,9 +156,9 @@ async fn generate_content(
         api_key,
         body: parsed.unwrap_or(Value::Null),
         status: status.as_u16(),
-        response: response.clone(),
+        response: response.recorded(),
     });
-    (status, Json(response)).into_response()
+    response.into_response(status)
 }
 
 async fn answer(
@@ -167,11 +167,11 @@ async fn answer(
     query: Option<&str>,
     api_key: Option<&str>,
     body: Option<&Value>,
-) -> (StatusCode, Value, Duration) {
+) -> (StatusCode, Payload, Duration) {
     let fail = |code: u16, status: &str, message: &str| {
         (
             StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
-            error_body(code, status, message, vec![]),
+            Payload::Json(error_body(code, status, message, vec![])),
             Duration::ZERO,
         )
     };
@@ -184,7 +184,7 @@ async fn answer(
         }
         (Some(got), Some(want)) if got != want => {
             let details = vec![json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}})];
-            return (StatusCode::BAD_REQUEST, error_body(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", details), Duration::ZERO);
+            return (StatusCode::BAD_REQUEST, Payload::Json(error_body(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", details)), Duration::ZERO);
         }
         _ => {}
     }
@@ -218,11 +218,18 @@ async fn answer(
             }
         }
     };
-    match reply {
+    let (status, value) = match reply {
+        Reply::Raw {
+            status,
+            content_type,
+            body,
+        } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return (status, Payload::Raw { content_type, body }, delay);
+        }
         Reply::Text(text) => (
             StatusCode::OK,
             shared.model_response(model, body, vec![json!({"text": text})], false),
-            delay,
         ),
         Reply::Calls(calls) => {
             let turn = shared.turns.fetch_add(1, Ordering::SeqCst);
@@ -247,7 +254,6 @@ async fn answer(
             (
                 StatusCode::OK,
                 shared.model_response(model, body, parts, true),
-                delay,
             )
         }
         Reply::RateLimited { retry_delay } => {
@@ -259,7 +265,7 @@ async fn answer(
                 details.push(json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format_proto_duration(d)}));
             }
             let body = error_body(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.", details);
-            (StatusCode::TOO_MANY_REQUESTS, body, delay)
+            (StatusCode::TOO_MANY_REQUESTS, body)
         }
         Reply::Error { code, message } => {
             let (status, default) = match code {
@@ -278,13 +284,10 @@ async fn answer(
             };
             let code_status =
                 StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (
-                code_status,
-                error_body(code, status, &message, vec![]),
-                delay,
-            )
+            (code_status, error_body(code, status, &message, vec![]))
         }
-    }
+    };
+    (status, Payload::Json(value), delay)
 }
 
 impl Shared {
@@ -297,13 +300,21 @@ impl Shared {
         calls: bool,
     ) -> Value {
         let signature = self.signer.sign(&parts);
-        parts[0]["thoughtSignature"] = json!(signature);
+        // A turn with nothing in it (a scripted `Calls(vec![])`) comes back as the API sends an
+        // empty turn: a content without parts, and nothing to sign.
+        let content = match parts.first_mut() {
+            Some(first) => {
+                first["thoughtSignature"] = json!(signature);
+                json!({"parts": parts, "role": "model"})
+            }
+            None => json!({"role": "model"}),
+        };
         let prompt_tokens = request.to_string().len() / 4 + 1;
         let output_tokens = Value::Array(parts.clone()).to_string().len() / 4 + 1;
         let thoughts = if calls { 24 } else { 12 };
         json!({
             "candidates": [{
-                "content": {"parts": parts, "role": "model"},
+                "content": content,
                 "finishReason": "STOP",
                 "index": 0
             }],
