@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -35,10 +35,11 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/webhook", post(webhook::receive))
+        .route("/webhook", webhook::route(&state))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/incidents", get(incidents))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 

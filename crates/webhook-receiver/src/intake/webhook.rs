@@ -1,12 +1,19 @@
 //! `POST /webhook`: authenticate, check, parse, hand triggers to the engine, answer at once.
+//!
+//! The body limit is tower-http's `RequestBodyLimitLayer`: a `Content-Length` over the limit is
+//! refused before the body is read, a streamed body is cut off at the limit. Either way the answer
+//! is 413 with this module's JSON error. Any other failure to read the body (the client broke
+//! off, malformed chunked encoding) is 400: the request was not complete, not too large.
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{post, MethodRouter};
 use axum::Json;
 use chrono::Utc;
 use serde_json::json;
+use tower_http::limit::RequestBodyLimitLayer;
 
 use super::alert::WebhookPayload;
 use super::AppState;
@@ -21,6 +28,8 @@ pub enum WebhookError {
     UnsupportedMediaType(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
     #[error("not an Alertmanager webhook: {0}")]
@@ -62,6 +71,40 @@ impl IntoResponse for WebhookError {
     }
 }
 
+/// The `/webhook` route with its body limit (`WEBHOOK_MAX_BYTES`).
+pub fn route(state: &AppState) -> MethodRouter<AppState> {
+    post(receive)
+        .layer(RequestBodyLimitLayer::new(state.max_body))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            json_413,
+        ))
+}
+
+/// The limit layer refuses an oversized `Content-Length` with a plain-text 413 of its own, before
+/// the handler runs: answer and count it as every other refusal.
+async fn json_413(State(state): State<AppState>, response: Response) -> Response {
+    let from_layer = response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|ct| ct.as_bytes().starts_with(b"text/plain"));
+    if !from_layer {
+        return response;
+    }
+    refused(&state, WebhookError::PayloadTooLarge(state.max_body))
+}
+
+fn refused(state: &AppState, e: WebhookError) -> Response {
+    state
+        .metrics
+        .webhooks_received
+        .with_label_values(&[e.metric()])
+        .inc();
+    tracing::warn!(error = %e, "webhook rejected");
+    e.into_response()
+}
+
 pub async fn receive(State(state): State<AppState>, req: Request<Body>) -> Response {
     match handle(&state, req).await {
         Ok(body) => {
@@ -72,15 +115,7 @@ pub async fn receive(State(state): State<AppState>, req: Request<Body>) -> Respo
                 .inc();
             (StatusCode::OK, Json(body)).into_response()
         }
-        Err(e) => {
-            state
-                .metrics
-                .webhooks_received
-                .with_label_values(&[e.metric()])
-                .inc();
-            tracing::warn!(error = %e, "webhook rejected");
-            e.into_response()
-        }
+        Err(e) => refused(&state, e),
     }
 }
 
@@ -114,9 +149,10 @@ async fn handle(state: &AppState, req: Request<Body>) -> Result<serde_json::Valu
             100,
         )));
     }
+    // The layer already limits the body; the limit here only guards a router built without it.
     let bytes = to_bytes(req.into_body(), state.max_body)
         .await
-        .map_err(|_| WebhookError::PayloadTooLarge(state.max_body))?;
+        .map_err(|e| body_error(e, state.max_body))?;
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| WebhookError::MalformedJson(e.to_string()))?;
     let payload: WebhookPayload =
@@ -159,4 +195,16 @@ async fn handle(state: &AppState, req: Request<Body>) -> Result<serde_json::Valu
     Ok(
         json!({ "status": "accepted", "triggered": triggered, "ignored": ignored, "resolved": resolved }),
     )
+}
+
+/// 413 only when the body really went past the limit; any other read failure is 400.
+fn body_error(e: axum::Error, max: usize) -> WebhookError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return WebhookError::PayloadTooLarge(max);
+        }
+        source = err.source();
+    }
+    WebhookError::BodyRead(bounded(&e.to_string(), 200))
 }
