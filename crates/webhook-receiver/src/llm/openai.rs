@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
-use async_openai::middleware::ReqwestService;
 use async_openai::types::chat::{
     ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls,
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
@@ -22,10 +21,11 @@ use serde_json::value::RawValue;
 
 use super::gemini::error_chain;
 use super::types::{
-    clean_provider_message, AssistantTurn, ChatModel, LlmError, Message, ModelTurn, Secret,
-    ToolArgs, ToolCall, Usage,
+    AssistantTurn, ChatModel, LlmError, Message, ModelTurn, Secret, ToolArgs, ToolCall, Usage,
 };
 use super::ToolSpec;
+
+mod http;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
@@ -51,21 +51,32 @@ impl OpenAiCompatible {
             .timeout(config.request_timeout)
             .build()
             .map_err(|e| LlmError::Transport(format!("building the HTTP client: {e}")))?;
-        // Set the key explicitly (possibly empty): OpenAIConfig::new() would read OPENAI_API_KEY itself.
+        let key = config
+            .api_key
+            .as_ref()
+            .map(|k| k.expose())
+            .unwrap_or_default();
+        // async-openai builds this header with `.parse().unwrap()` on every request: a key that
+        // cannot be a header value would panic there, so it is refused here, at start.
+        if reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_err() {
+            return Err(LlmError::Client {
+                status: 0,
+                message: "OPENAI_API_KEY holds characters that cannot travel in an HTTP header"
+                    .into(),
+            });
+        }
+        // Everything explicit: OpenAIConfig::new() reads OPENAI_API_KEY, OPENAI_ORG_ID and
+        // OPENAI_PROJECT_ID itself (and unwraps them into headers).
         let openai_config = OpenAIConfig::new()
             .with_api_base(config.base_url.trim_end_matches('/'))
-            .with_api_key(
-                config
-                    .api_key
-                    .as_ref()
-                    .map(|k| k.expose())
-                    .unwrap_or_default(),
-            );
+            .with_api_key(key)
+            .with_org_id("")
+            .with_project_id("");
         // async-openai's default executor retries 429, 5xx and connect errors by itself (3 times,
-        // up to 8 s apart). A bare service leaves every retry to the loop, which owns the budget
-        // and counts each request in the metrics.
+        // up to 8 s apart). Our service leaves every retry to the loop, which owns the budget and
+        // counts each request in the metrics, and reads failed responses itself.
         let client =
-            Client::with_config(openai_config).with_http_service(ReqwestService::new(http));
+            Client::with_config(openai_config).with_http_service(http::StatusAware::new(http));
         Ok(OpenAiCompatible {
             client,
             api_key: config.api_key,
@@ -97,7 +108,7 @@ impl ChatModel for OpenAiCompatible {
             .create(request)
             .await
             .map_err(|e| map_error(e, self.api_key.as_ref()))?;
-        parse_response(response)
+        parse_response(response).map_err(|e| e.scrubbed(self.api_key.as_ref()))
     }
 }
 
@@ -254,33 +265,51 @@ pub(crate) fn parse_response(
 }
 
 pub(crate) fn map_error(e: OpenAIError, key: Option<&Secret>) -> LlmError {
-    match e {
+    let error = match e {
+        // Every non-2xx answer comes through our HTTP service as an HttpFailure.
+        OpenAIError::Boxed(boxed) => match boxed.downcast::<http::HttpFailure>() {
+            Ok(failure) => failure_error(&failure),
+            Err(other) => LlmError::Transport(error_chain(other.as_ref())),
+        },
+        // Not reached through our service; kept for completeness (the body is in the message).
         OpenAIError::ApiError(resp) => {
-            let status = resp.status_code.as_u16();
-            let message = clean_provider_message(&resp.api_error.message, key);
-            match status {
-                429 => LlmError::RateLimited {
-                    retry_after: retry_hint(&resp.api_error.message),
-                },
-                500..=599 => LlmError::Server { status, message },
-                _ => LlmError::Client { status, message },
-            }
+            status_error(resp.status_code.as_u16(), None, &resp.api_error.message)
         }
         OpenAIError::Reqwest(e) if e.is_timeout() => LlmError::Timeout,
-        OpenAIError::Reqwest(e) => {
-            let text = error_chain(&e);
-            LlmError::Transport(key.map(|k| k.scrub(&text)).unwrap_or(text))
-        }
-        // The body is in the error too; keep only serde's message (bounded, key-free).
+        OpenAIError::Reqwest(e) => LlmError::Transport(error_chain(&e)),
+        // The body is in the error too; keep only serde's message.
         OpenAIError::JSONDeserialize(e, _) => LlmError::Decode(format!("chat completion: {e}")),
-        other => LlmError::Decode(clean_provider_message(&other.to_string(), key)),
+        other => LlmError::Decode(other.to_string()),
+    };
+    error.scrubbed(key)
+}
+
+/// A non-2xx response: 429 and 5xx are retryable whatever the body holds (a proxy's HTML page,
+/// plain text, OpenAI's JSON, or an Ollama-style `{"error": "text"}`).
+fn failure_error(f: &http::HttpFailure) -> LlmError {
+    status_error(f.status, f.retry_after, &f.message())
+}
+
+fn status_error(status: u16, retry_after: Option<Duration>, message: &str) -> LlmError {
+    match status {
+        429 => LlmError::RateLimited {
+            retry_after: retry_after.or_else(|| retry_hint(message)),
+        },
+        500..=599 => LlmError::Server {
+            status,
+            message: message.to_string(),
+        },
+        _ => LlmError::Client {
+            status,
+            message: message.to_string(),
+        },
     }
 }
 
 /// async-openai drops the response headers, so `Retry-After` is lost; OpenAI also says it in the
 /// message: "Please try again in 1.5s" / "in 20ms".
 fn retry_hint(message: &str) -> Option<Duration> {
-    let rest = &message[message.find("try again in ")? + "try again in ".len()..];
+    let rest = message.split_once("try again in ")?.1;
     let number: String = rest
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.')
@@ -391,5 +420,198 @@ mod tests {
             Some(Duration::from_millis(20))
         );
         assert_eq!(retry_hint("slow down"), None);
+    }
+
+    fn failure(status: u16, retry_after: Option<Duration>, body: &str) -> LlmError {
+        let f = http::HttpFailure {
+            status,
+            retry_after,
+            body: body.as_bytes().to_vec(),
+        };
+        map_error(
+            OpenAIError::Boxed(Box::new(f)),
+            Secret::new("sk-canary-123").as_ref(),
+        )
+    }
+
+    #[test]
+    fn a_429_or_5xx_is_retryable_whatever_its_body() {
+        assert_eq!(
+            failure(
+                429,
+                Some(Duration::from_secs(3)),
+                "<html>Too Many Requests</html>"
+            ),
+            LlmError::RateLimited {
+                retry_after: Some(Duration::from_secs(3))
+            }
+        );
+        assert_eq!(
+            failure(
+                429,
+                None,
+                r#"{"error":{"message":"Rate limit reached. Please try again in 20ms.","type":"requests"}}"#
+            ),
+            LlmError::RateLimited {
+                retry_after: Some(Duration::from_millis(20))
+            }
+        );
+        assert_eq!(
+            failure(429, None, ""),
+            LlmError::RateLimited { retry_after: None }
+        );
+        assert_eq!(
+            failure(502, None, "<html><h1>502 Bad Gateway</h1></html>"),
+            LlmError::Server {
+                status: 502,
+                message: "<html><h1>502 Bad Gateway</h1></html>".into()
+            }
+        );
+        assert_eq!(
+            failure(
+                503,
+                None,
+                r#"[{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}]"#
+            ),
+            LlmError::Server {
+                status: 503,
+                message: "The model is overloaded.".into()
+            }
+        );
+        // Ollama says what is wrong in a plain string.
+        assert_eq!(
+            failure(
+                404,
+                None,
+                r#"{"error":"model \"llama9\" not found, try pulling it first"}"#
+            ),
+            LlmError::Client {
+                status: 404,
+                message: "model \"llama9\" not found, try pulling it first".into()
+            }
+        );
+        // The key never survives, in whatever field it comes back.
+        let e = failure(500, None, "upstream rejected sk-canary-123");
+        assert_eq!(
+            e,
+            LlmError::Server {
+                status: 500,
+                message: "upstream rejected [redacted]".into()
+            }
+        );
+        for e in [
+            failure(
+                401,
+                None,
+                r#"{"error":{"message":"Incorrect API key provided: sk-c****-123."}}"#,
+            ),
+            failure(400, None, "sk-canary-123"),
+        ] {
+            assert!(!format!("{e} {e:?}").contains("sk-c"), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_a_header_is_refused_at_start() {
+        let config = |key: &str| OpenAiConfig {
+            api_key: Secret::new(key),
+            base_url: DEFAULT_BASE_URL.into(),
+            model: "m".into(),
+            request_timeout: Duration::from_secs(1),
+        };
+        assert!(OpenAiCompatible::new(config("sk-ok")).is_ok());
+        for bad in ["sk-\nline", "sk-\u{7f}", "sk-\u{1}x"] {
+            let e = OpenAiCompatible::new(config(bad)).err().expect(bad);
+            assert!(e.to_string().contains("OPENAI_API_KEY"), "{e}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use crate::llm::types::arbitrary;
+        use proptest::prelude::*;
+
+        fn message() -> impl Strategy<Value = Value> {
+            let tool_call = (arbitrary::text(), arbitrary::text(), arbitrary::text()).prop_map(
+                |(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}),
+            );
+            (
+                prop_oneof![Just(Value::Null), arbitrary::text().prop_map(Value::String)],
+                prop::option::of(prop::collection::vec(
+                    prop_oneof![3 => tool_call, 1 => arbitrary::json()],
+                    0..4,
+                )),
+                prop_oneof![Just(Value::Null), arbitrary::text().prop_map(Value::String)],
+            )
+                .prop_map(|(content, calls, refusal)| {
+                    let mut m =
+                        json!({"role": "assistant", "content": content, "refusal": refusal});
+                    if let Some(calls) = calls {
+                        m["tool_calls"] = Value::Array(calls);
+                    }
+                    m
+                })
+        }
+
+        fn completion() -> impl Strategy<Value = Value> {
+            (
+                prop::collection::vec((prop_oneof![3 => message(), 1 => arbitrary::json()], arbitrary::json()), 0..3),
+                prop_oneof![
+                    (0u32..100_000, 0u32..100_000).prop_map(|(p, c)| json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})),
+                    arbitrary::json()
+                ],
+            )
+                .prop_map(|(choices, usage)| {
+                    let choices: Vec<Value> = choices
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (m, f))| json!({"index": i, "message": m, "finish_reason": f}))
+                        .collect();
+                    json!({"id": "c", "object": "chat.completion", "created": 1, "model": "m", "choices": choices, "usage": usage})
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Whatever async-openai accepts, the turn parses and goes back out in a request.
+            #[test]
+            fn any_completion_parses_and_round_trips(body in prop_oneof![completion(), arbitrary::json()]) {
+                if let Ok(response) = serde_json::from_value::<CreateChatCompletionResponse>(body) {
+                    if let Ok(turn) = parse_response(response) {
+                        let history = vec![Message::User("u".into()), Message::Assistant(turn.turn)];
+                        let request = build_request("m", "s", &history, &[]);
+                        prop_assert!(serde_json::to_value(request).is_ok());
+                    }
+                }
+            }
+
+            /// 429 is always retryable, 5xx always a server error, and the key never survives.
+            #[test]
+            fn any_failed_response_maps_by_status_without_the_key(
+                status in 100u16..1000,
+                body in arbitrary::body(),
+                retry_after in proptest::option::of(0u64..100_000),
+            ) {
+                let mut body = body;
+                body.extend_from_slice(b" sk-canary-123");
+                let text = String::from_utf8_lossy(&body).into_owned();
+                let e = failure(status, retry_after.map(Duration::from_millis), &text);
+                let shown = format!("{e} {e:?}");
+                prop_assert!(!shown.contains("sk-canary-123"), "{}", shown);
+                let kind_ok = match status {
+                    429 => matches!(e, LlmError::RateLimited { .. }),
+                    500..=599 => matches!(e, LlmError::Server { .. }),
+                    _ => matches!(e, LlmError::Client { .. }),
+                };
+                prop_assert!(kind_ok, "{} -> {:?}", status, e);
+            }
+
+            #[test]
+            fn retry_hints_are_total(message in arbitrary::text(), tail in arbitrary::text()) {
+                let _ = retry_hint(&format!("{message}try again in {tail}"));
+                let _ = retry_hint(&message);
+            }
+        }
     }
 }

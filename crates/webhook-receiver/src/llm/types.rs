@@ -165,6 +165,26 @@ impl LlmError {
         }
     }
 
+    /// The same error with `key` removed from its message, and the message bounded: serde and
+    /// transport errors may quote what they read, and a provider may echo the key in a body.
+    /// Every provider passes its errors through this at its edge.
+    pub fn scrubbed(self, key: Option<&Secret>) -> LlmError {
+        let clean = |m: String| clean_provider_message(&m, key);
+        match self {
+            LlmError::Server { status, message } => LlmError::Server {
+                status,
+                message: clean(message),
+            },
+            LlmError::Client { status, message } => LlmError::Client {
+                status,
+                message: clean(message),
+            },
+            LlmError::Transport(m) => LlmError::Transport(clean(m)),
+            LlmError::Decode(m) => LlmError::Decode(clean(m)),
+            other @ (LlmError::RateLimited { .. } | LlmError::Timeout) => other,
+        }
+    }
+
     /// The `outcome` label of `healing_llm_requests_total`.
     pub fn outcome_label(&self) -> &'static str {
         match self {
@@ -184,6 +204,12 @@ pub fn truncate_chars(text: &str, max: usize) -> String {
         None => text.to_string(),
         Some((cut, _)) => format!("{}…[truncated]", &text[..cut]),
     }
+}
+
+/// An HTTP `Retry-After` in seconds (the date form is not used by these APIs), at most a day.
+pub(crate) fn parse_retry_after(s: &str) -> Option<Duration> {
+    let secs: f64 = s.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
 }
 
 /// Maximum length of a provider error message kept in an [`LlmError`].
@@ -258,5 +284,133 @@ mod tests {
     fn truncation_is_char_safe() {
         assert_eq!(truncate_chars("héllo", 10), "héllo");
         assert_eq!(truncate_chars("héllo", 2), "hé…[truncated]");
+    }
+}
+
+/// Random JSON for the providers' property tests, built from the wire formats' own vocabulary so
+/// that it reaches deep into the parsers instead of failing at the first field.
+#[cfg(test)]
+pub(crate) mod arbitrary {
+    use proptest::prelude::*;
+    use serde_json::{json, Map, Value};
+
+    pub const KEYS: &[&str] = &[
+        // Gemini
+        "candidates",
+        "content",
+        "parts",
+        "role",
+        "text",
+        "thought",
+        "functionCall",
+        "name",
+        "args",
+        "id",
+        "thoughtSignature",
+        "usageMetadata",
+        "promptTokenCount",
+        "candidatesTokenCount",
+        "thoughtsTokenCount",
+        "finishReason",
+        "promptFeedback",
+        "blockReason",
+        "error",
+        "code",
+        "message",
+        "status",
+        "details",
+        "@type",
+        "retryDelay",
+        // OpenAI
+        "object",
+        "created",
+        "model",
+        "choices",
+        "index",
+        "tool_calls",
+        "type",
+        "function",
+        "arguments",
+        "finish_reason",
+        "usage",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "refusal",
+        "logprobs",
+        "custom",
+        "input",
+    ];
+
+    pub const TEXTS: &[&str] = &[
+        "model",
+        "user",
+        "assistant",
+        "function",
+        "tool_calls",
+        "stop",
+        "STOP",
+        "47s",
+        "-1s",
+        "1e400s",
+        "NaNs",
+        "type.googleapis.com/google.rpc.RetryInfo",
+        "{}",
+        "{\"name\":\"x\"}",
+        "{\"name\":",
+        "",
+        "chat.completion",
+        "restart_container",
+        "Please try again in 1.5s.",
+        "try again in ",
+        "try again in 9999999999999999999999ms",
+        "RESOURCE_EXHAUSTED",
+    ];
+
+    pub fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::sample::select(KEYS).prop_map(str::to_string),
+            1 => "[a-zA-Z_@]{0,10}",
+        ]
+    }
+
+    pub fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => prop::sample::select(TEXTS).prop_map(str::to_string),
+            1 => any::<String>(),
+        ]
+    }
+
+    pub fn number() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            (0u64..1000).prop_map(Value::from),
+        ]
+    }
+
+    pub fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            number(),
+            text().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 96, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(key(), inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    /// Random bytes: mostly JSON text, sometimes anything.
+    pub fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            3 => json().prop_map(|v| v.to_string().into_bytes()),
+            1 => prop::collection::vec(any::<u8>(), 0..200),
+        ]
     }
 }

@@ -14,6 +14,9 @@ use super::ToolSpec;
 
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 
+/// Largest response read: a turn is a few KiB; a runaway body must not take the agent's memory.
+const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
 /// What the Gemini provider needs; the caller's config fills it (the model is never hard-coded here).
 #[derive(Debug, Clone)]
 pub struct GeminiConfig {
@@ -34,6 +37,14 @@ pub struct Gemini {
 
 impl Gemini {
     pub fn new(config: GeminiConfig) -> Result<Self, LlmError> {
+        // Refused at start rather than on every request.
+        if reqwest::header::HeaderValue::from_str(config.api_key.expose()).is_err() {
+            return Err(LlmError::Client {
+                status: 0,
+                message: "GEMINI_API_KEY holds characters that cannot travel in an HTTP header"
+                    .into(),
+            });
+        }
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .user_agent(concat!("webhook-receiver/", env!("CARGO_PKG_VERSION")))
@@ -74,12 +85,35 @@ impl ChatModel for Gemini {
         history: &[Message],
         tools: &[ToolSpec],
     ) -> Result<ModelTurn, LlmError> {
+        self.request(system, history, tools)
+            .await
+            .map_err(|e| e.scrubbed(Some(&self.api_key)))
+    }
+}
+
+impl Gemini {
+    async fn request(
+        &self,
+        system: &str,
+        history: &[Message],
+        tools: &[ToolSpec],
+    ) -> Result<ModelTurn, LlmError> {
         let body = serde_json::to_vec(&wire::build_request(system, history, tools))
             .map_err(|e| LlmError::Decode(format!("encoding the request: {e}")))?;
-        let response = self
+        // Marked sensitive, so that no Debug output of the request (hyper, reqwest) shows it.
+        let mut key =
+            reqwest::header::HeaderValue::from_str(self.api_key.expose()).map_err(|_| {
+                LlmError::Client {
+                    status: 0,
+                    message: "GEMINI_API_KEY holds characters that cannot travel in an HTTP header"
+                        .into(),
+                }
+            })?;
+        key.set_sensitive(true);
+        let mut response = self
             .http
             .post(&self.endpoint)
-            .header("x-goog-api-key", self.api_key.expose())
+            .header("x-goog-api-key", key)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
@@ -91,10 +125,20 @@ impl ChatModel for Gemini {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = response
-            .bytes()
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| self.transport_error(e))?;
+            .map_err(|e| self.transport_error(e))?
+        {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(LlmError::Decode(format!(
+                    "the response is larger than {} MiB",
+                    MAX_RESPONSE_BYTES >> 20
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
             return Err(wire::parse_error(
                 status.as_u16(),
@@ -105,9 +149,7 @@ impl ChatModel for Gemini {
         }
         wire::parse_response(&bytes)
     }
-}
 
-impl Gemini {
     fn transport_error(&self, e: reqwest::Error) -> LlmError {
         if e.is_timeout() {
             LlmError::Timeout

@@ -10,8 +10,8 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::llm::types::{
-    clean_provider_message, AssistantTurn, LlmError, Message, ModelTurn, Secret, ToolArgs,
-    ToolCall, Usage,
+    clean_provider_message, parse_retry_after, AssistantTurn, LlmError, Message, ModelTurn, Secret,
+    ToolArgs, ToolCall, Usage,
 };
 use crate::llm::ToolSpec;
 
@@ -140,20 +140,25 @@ fn openapi_subset(schema: &Value) -> Value {
     }
 }
 
+/// What is read from a 200 response. Only `candidates[0].content` must have its shape; usage,
+/// finish reason and feedback are read leniently (a quirk there must not cost a valid turn).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GenerateContentResponse {
     #[serde(default)]
     candidates: Vec<Candidate>,
-    usage_metadata: Option<UsageMetadata>,
-    prompt_feedback: Option<PromptFeedback>,
+    #[serde(default)]
+    usage_metadata: Value,
+    #[serde(default)]
+    prompt_feedback: Value,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Candidate {
     content: Option<Box<RawValue>>,
-    finish_reason: Option<String>,
+    #[serde(default)]
+    finish_reason: Value,
 }
 
 #[derive(Deserialize)]
@@ -180,44 +185,54 @@ struct FunctionCall {
     id: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
-struct UsageMetadata {
-    prompt_token_count: u64,
-    candidates_token_count: u64,
-    thoughts_token_count: u64,
+/// A token count: a non-negative integer, anything else counts as 0.
+fn count(usage: &Value, field: &str) -> u64 {
+    usage.get(field).and_then(Value::as_u64).unwrap_or(0)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PromptFeedback {
-    block_reason: Option<String>,
+/// A short text field (finish reason, block reason) for messages and logs.
+fn short_text(v: &Value) -> Option<String> {
+    v.as_str().map(|s| s.chars().take(64).collect())
 }
 
 /// Parses a 200 response into a turn whose `echo` is `candidates[0].content` as received.
+/// Total: any body gives a turn or a [`LlmError::Decode`], never a panic.
 pub(crate) fn parse_response(body: &[u8]) -> Result<ModelTurn, LlmError> {
     let resp: GenerateContentResponse = serde_json::from_slice(body)
         .map_err(|e| LlmError::Decode(format!("generateContent response: {e}")))?;
-    let usage = resp.usage_metadata.unwrap_or_default();
+    let usage = &resp.usage_metadata;
     let usage = Usage {
-        prompt_tokens: usage.prompt_token_count,
-        output_tokens: usage.candidates_token_count + usage.thoughts_token_count,
+        prompt_tokens: count(usage, "promptTokenCount"),
+        output_tokens: count(usage, "candidatesTokenCount")
+            .saturating_add(count(usage, "thoughtsTokenCount")),
     };
     let Some(candidate) = resp.candidates.into_iter().next() else {
-        let reason = resp.prompt_feedback.and_then(|f| f.block_reason);
+        let reason = resp.prompt_feedback.get("blockReason").and_then(short_text);
         return Err(LlmError::Decode(format!(
             "no candidate in the response (blockReason {})",
             reason.as_deref().unwrap_or("none")
         )));
     };
-    let finish_reason = candidate.finish_reason;
+    let finish_reason = short_text(&candidate.finish_reason);
     let Some(raw) = candidate.content else {
         return Err(LlmError::Decode(format!(
             "the candidate has no content (finishReason {})",
             finish_reason.as_deref().unwrap_or("none")
         )));
     };
-    let content: Content = serde_json::from_str(raw.get())
+    // An object, or nothing: serde would also read the struct from an array, which could not be
+    // echoed back as a content.
+    let mut object = match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::Object(o)) => o,
+        Ok(other) => {
+            return Err(LlmError::Decode(format!(
+                "candidate content is {}, not an object",
+                json_kind(&other)
+            )))
+        }
+        Err(e) => return Err(LlmError::Decode(format!("candidate content: {e}"))),
+    };
+    let content: Content = serde_json::from_value(Value::Object(object.clone()))
         .map_err(|e| LlmError::Decode(format!("candidate content: {e}")))?;
     if content.parts.is_empty() {
         return Err(LlmError::Decode(format!(
@@ -229,10 +244,9 @@ pub(crate) fn parse_response(body: &[u8]) -> Result<ModelTurn, LlmError> {
     let echo = if content.role.as_deref() == Some("model") {
         raw
     } else {
-        let mut v: Value = serde_json::from_str(raw.get())
-            .map_err(|e| LlmError::Decode(format!("candidate content: {e}")))?;
-        v["role"] = Value::String("model".into());
-        RawValue::from_string(v.to_string()).map_err(|e| LlmError::Decode(e.to_string()))?
+        object.insert("role".into(), Value::String("model".into()));
+        RawValue::from_string(Value::Object(object).to_string())
+            .map_err(|e| LlmError::Decode(e.to_string()))?
     };
 
     let mut text = String::new();
@@ -260,6 +274,17 @@ pub(crate) fn parse_response(body: &[u8]) -> Result<ModelTurn, LlmError> {
         usage,
         finish_reason,
     })
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 #[derive(Deserialize)]
@@ -327,12 +352,6 @@ fn retry_info_delay(detail: &Value) -> Option<Duration> {
 /// A protobuf JSON duration: `"47s"`, `"0.5s"`, `"1.000340012s"`.
 pub(crate) fn parse_proto_duration(s: &str) -> Option<Duration> {
     let secs: f64 = s.trim().strip_suffix('s')?.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
-}
-
-/// An HTTP `Retry-After` in seconds (the date form is not used by these APIs).
-pub(crate) fn parse_retry_after(s: &str) -> Option<Duration> {
-    let secs: f64 = s.trim().parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
 }
 
@@ -528,5 +547,110 @@ mod tests {
                 message: "upstream [redacted] overloaded".into()
             }
         );
+    }
+
+    #[test]
+    fn content_of_any_shape_is_a_decode_error_not_a_panic() {
+        for content in [
+            r#"["x", [{"text": "hi"}]]"#,
+            r#"[null, []]"#,
+            r#""text""#,
+            "42",
+            "null",
+            r#"{"parts": {"text": "hi"}}"#,
+            r#"{"role": 7, "parts": [{"text": "hi"}]}"#,
+        ] {
+            let body = format!(r#"{{"candidates":[{{"content":{content}}}]}}"#);
+            let r = parse_response(body.as_bytes());
+            assert!(matches!(r, Err(LlmError::Decode(_))), "{content}: {r:?}");
+        }
+        // Usage quirks do not cost a valid turn; counts saturate.
+        let body = r#"{"candidates":[{"content":{"parts":[{"text":"ok"}]},"finishReason":3}],
+            "usageMetadata":{"promptTokenCount":-1,"candidatesTokenCount":18446744073709551615,"thoughtsTokenCount":5}}"#;
+        let turn = parse_response(body.as_bytes()).unwrap();
+        assert_eq!(turn.usage.prompt_tokens, 0);
+        assert_eq!(turn.usage.output_tokens, u64::MAX);
+        assert_eq!(turn.finish_reason, None);
+    }
+
+    mod properties {
+        use super::*;
+        use crate::llm::types::arbitrary;
+        use proptest::prelude::*;
+
+        /// A content close to what Gemini sends, often valid, sometimes not.
+        fn content() -> impl Strategy<Value = Value> {
+            let part = prop_oneof![
+                arbitrary::text().prop_map(|t| json!({"text": t})),
+                (arbitrary::text(), arbitrary::json())
+                    .prop_map(|(n, a)| json!({"functionCall": {"name": n, "args": a}})),
+                (arbitrary::text(), arbitrary::json(), arbitrary::text()).prop_map(
+                    |(n, a, id)| json!({"functionCall": {"name": n, "args": a, "id": id}, "thoughtSignature": "c2ln"})
+                ),
+                (arbitrary::text(), any::<bool>())
+                    .prop_map(|(t, b)| json!({"text": t, "thought": b})),
+                arbitrary::json(),
+            ];
+            (
+                prop_oneof![Just(json!("model")), arbitrary::json()],
+                prop::collection::vec(part, 0..4),
+                any::<bool>(),
+            )
+                .prop_map(|(role, parts, with_role)| {
+                    if with_role {
+                        json!({"role": role, "parts": parts})
+                    } else {
+                        json!({"parts": parts})
+                    }
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_body_parses_or_is_refused(body in arbitrary::body()) {
+                let _ = parse_response(&body);
+            }
+
+            /// A turn that parses can always be sent back: its echo is an object spoken by the model.
+            #[test]
+            fn any_candidate_content_is_total(
+                content in prop_oneof![content(), arbitrary::json()],
+                extra in arbitrary::json(),
+            ) {
+                let body = json!({"candidates": [{"content": content, "finishReason": extra}], "usageMetadata": extra});
+                if let Ok(turn) = parse_response(body.to_string().as_bytes()) {
+                    let echo: Value = serde_json::from_str(turn.turn.echo.as_ref().unwrap().get()).unwrap();
+                    prop_assert_eq!(&echo["role"], "model");
+                    prop_assert!(echo["parts"].as_array().is_some_and(|p| !p.is_empty()));
+                    let history = vec![Message::User("u".into()), Message::Assistant(turn.turn)];
+                    let sent = serde_json::to_value(build_request("s", &history, &specs())).unwrap();
+                    prop_assert_eq!(&sent["contents"][1], &echo);
+                }
+            }
+
+            /// 429 is always retryable, 5xx always a server error, and the key never survives.
+            #[test]
+            fn any_error_body_maps_by_status_without_the_key(
+                status in 100u16..1000,
+                body in arbitrary::json(),
+                raw in arbitrary::body(),
+                retry_after in proptest::option::of(arbitrary::text()),
+                use_raw in any::<bool>(),
+            ) {
+                let key = Secret::new("AIzaLeakCanary42").unwrap();
+                let mut bytes = if use_raw { raw } else { body.to_string().into_bytes() };
+                bytes.extend_from_slice(b" AIzaLeakCanary42");
+                let e = parse_error(status, retry_after.as_deref(), &bytes, &key);
+                prop_assert!(!e.to_string().contains("AIzaLeakCanary42"), "{}", e);
+                let kind_ok = match status {
+                    429 => matches!(e, LlmError::RateLimited { .. }),
+                    500..=599 => matches!(e, LlmError::Server { .. }),
+                    _ => matches!(e, LlmError::Client { .. }),
+                };
+                prop_assert!(kind_ok, "{} -> {:?}", status, e);
+            }
+        }
     }
 }
