@@ -88,9 +88,14 @@ impl DurationParser {
             })?
         };
         if d < self.min || d > self.max {
+            let unit = match (text.bytes().all(|b| b.is_ascii_digit()), self.bare) {
+                (true, BareUnit::Secs) => " seconds",
+                (true, BareUnit::Millis) => " milliseconds",
+                _ => "",
+            };
             return Err(format!(
-                "{} is out of range: {} to {}",
-                show(d),
+                "{}{unit} is out of range: {} to {}",
+                clip(text),
                 show(self.min),
                 show(self.max)
             ));
