@@ -330,13 +330,19 @@ async fn restarted_by_agent(agent: &support::Agent) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Docker daemon"]
 async fn a_replica_that_came_up_healthy_before_dying_is_not_a_crash_loop() {
-    // Like replicas OOM-killed every few seconds under load: each run is short, but each one
-    // became healthy and served. The budget of 2 must not turn that into gave_up.
+    // Like replicas OOM-killed every few seconds under load: each run is short, but each one was
+    // healthy for the stable period (1 s here) and served. The budget of 2 must not turn that
+    // into gave_up.
     let p = Project::new("served");
     let name = p.add("webapp", 1, Replica::Healthy);
-    let agent = spawn_agent(&p.name, &["--restart-budget", "2"]).await;
+    let agent = spawn_agent(
+        &p.name,
+        &["--restart-budget", "2", "--restart-stable-secs", "1s"],
+    )
+    .await;
     for round in 0..4 {
         p.wait_healthy(&name, Duration::from_secs(15));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         p.kill(&name);
         agent.post_alert(&webapp_alert()).await;
         agent.settle().await;
@@ -344,6 +350,35 @@ async fn a_replica_that_came_up_healthy_before_dying_is_not_a_crash_loop() {
     }
     let outs = outcomes(&agent.incidents().await);
     assert_eq!(outs, ["healed"; 4], "{outs:?}");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker daemon"]
+async fn one_passed_healthcheck_is_not_a_stable_period() {
+    // Finding 6 of issue 8: a replica that dies right after its first passed healthcheck (on its
+    // first real request) must spend its budget, not restart at full speed for ever.
+    let p = Project::new("unstable");
+    let name = p.add("webapp", 1, Replica::Healthy);
+    let agent = spawn_agent(
+        &p.name,
+        &["--restart-budget", "2", "--restart-stable-secs", "30"],
+    )
+    .await;
+    for round in 0..3 {
+        p.wait_healthy(&name, Duration::from_secs(15));
+        p.kill(&name);
+        agent.post_alert(&webapp_alert()).await;
+        agent.settle().await;
+        let expected = if round < 2 { "running" } else { "exited" };
+        assert_eq!(p.status(&name), expected, "round {round}");
+    }
+    let outs = outcomes(&agent.incidents().await);
+    assert_eq!(
+        outs,
+        ["gave_up", "healed", "healed"],
+        "newest first: {outs:?}"
+    );
     agent.stop().await;
 }
 
