@@ -19,9 +19,9 @@ pub struct BudgetPolicy {
     /// Wait before the second attempt within the window; doubles for each further attempt.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
-    /// A replica that passed its healthcheck after its last start, or (without a healthcheck)
-    /// ran at least this long, is not crash-looping when it fails: its earlier attempts are
-    /// forgotten, as Kubernetes resets CrashLoopBackOff. Zero disables the reset.
+    /// A replica that was running and healthy at least this long before it failed is not
+    /// crash-looping: its earlier attempts are forgotten, as Kubernetes resets CrashLoopBackOff
+    /// after a stable period. Zero disables the reset.
     pub stable_after: Duration,
 }
 
@@ -129,14 +129,18 @@ impl RestartBudget {
         }
     }
 
-    /// Forgets `replica`'s attempts if its last run was stable: it became healthy, or lasted
-    /// `stable_after` or longer. Returns true when it did.
-    pub fn reset_if_stable(&self, replica: &str, became_healthy: bool, uptime: Duration) -> bool {
-        if self.policy.stable_after.is_zero()
-            || !(became_healthy || uptime >= self.policy.stable_after)
-        {
+    /// Forgets `replica`'s attempts if it was running and healthy for `stable_after` or longer
+    /// before it failed (as Kubernetes resets CrashLoopBackOff after a stable period). Returns
+    /// true when it did.
+    pub fn reset_if_stable(&self, replica: &str, healthy_for: Duration) -> bool {
+        if self.policy.stable_after.is_zero() || healthy_for < self.policy.stable_after {
             return false;
         }
+        self.reset(replica)
+    }
+
+    /// Forgets `replica`'s attempts (an operator's reset). Returns true when there were any.
+    pub fn reset(&self, replica: &str) -> bool {
         self.entries
             .lock()
             .expect("budget lock")
@@ -240,11 +244,11 @@ mod tests {
             b.record("web", "r1", t);
         }
         assert!(
-            !b.reset_if_stable("r1", false, Duration::from_secs(2)),
-            "a 2 s life is a crash loop"
+            !b.reset_if_stable("r1", Duration::from_secs(2)),
+            "healthy for 2 s, then dead: not stable"
         );
         assert_eq!(b.check("r1", t), BudgetDecision::Exhausted { attempts: 3 });
-        assert!(b.reset_if_stable("r1", false, Duration::from_secs(30)));
+        assert!(b.reset_if_stable("r1", Duration::from_secs(30)));
         assert_eq!(
             b.check("r1", t),
             BudgetDecision::Allowed {
@@ -256,8 +260,8 @@ mod tests {
             b.record("web", "r1", t);
         }
         assert!(
-            b.reset_if_stable("r1", true, Duration::from_secs(2)),
-            "healthy, then OOM-killed: load, not a crash loop"
+            b.reset_if_stable("r1", Duration::from_secs(10)),
+            "healthy for the whole stable period, then OOM-killed: load, not a crash loop"
         );
         let off = RestartBudget::load(
             BudgetPolicy {
@@ -267,7 +271,7 @@ mod tests {
             None,
         );
         off.record("web", "r1", t);
-        assert!(!off.reset_if_stable("r1", true, Duration::from_secs(3600)));
+        assert!(!off.reset_if_stable("r1", Duration::from_secs(3600)));
     }
 
     #[test]

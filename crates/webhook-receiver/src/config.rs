@@ -154,6 +154,46 @@ pub struct Settings {
     pub llm_max_turns: u32,
     #[arg(long, env = "LLM_TIMEOUT_SECS", default_value_t = 60)]
     pub llm_timeout_secs: u64,
+
+    /// Periodic look at every healable service from live state (0s: off).
+    #[arg(long, env = "RECONCILE_INTERVAL", default_value = "10s", value_parser = duration)]
+    pub reconcile_interval: Duration,
+    /// Port of each replica the agent probes itself (`http://<replica ip>:PORT<PATH>`); empty: no probe.
+    #[arg(long, env = "REPLICA_PROBE_PORT", default_value = "8000")]
+    pub replica_probe_port: String,
+    #[arg(long, env = "REPLICA_PROBE_PATH", default_value = "/health")]
+    pub replica_probe_path: String,
+    /// Two probes in a row without an answer within this time: the replica is hung.
+    #[arg(long, env = "REPLICA_PROBE_TIMEOUT", default_value = "1s", value_parser = duration)]
+    pub replica_probe_timeout: Duration,
+    /// The Nth heal of the same replica for the same kind of failure within ESCALATE_WINDOW escalates (0: never).
+    #[arg(long, env = "ESCALATE_AFTER", default_value_t = 3)]
+    pub escalate_after: u32,
+    #[arg(long, env = "ESCALATE_WINDOW", default_value = "10m", value_parser = duration)]
+    pub escalate_window: Duration,
+    /// Starts of a replica that crashes on start before the agent gives up on it and escalates.
+    #[arg(long, env = "CRASH_ON_START_TRIES", default_value_t = 2)]
+    pub crash_on_start_tries: u32,
+    /// `json` or `slack` (incoming-webhook format) for NOTIFY_URL (read from the environment only).
+    #[arg(long, env = "NOTIFY_FORMAT", value_enum, default_value = "json")]
+    pub notify_format: NotifyFormatChoice,
+    #[arg(long, env = "NOTIFY_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub notify_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NotifyFormatChoice {
+    Json,
+    Slack,
+}
+
+/// A duration as Prometheus users write them (`500ms`, `30s`, `10m`), or plain seconds.
+fn duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 500ms, 30s, 10m)"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +258,66 @@ impl Settings {
         }
         if self.llm_timeout_secs == 0 {
             return Err(bad("LLM_TIMEOUT_SECS", "must be at least 1"));
+        }
+        let within = |var: &'static str, d: Duration, min: Duration, max: Duration| {
+            if d < min || d > max {
+                Err(bad(
+                    var,
+                    format!("must be from {min:?} to {max:?}, got {d:?}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        if !self.reconcile_interval.is_zero() {
+            within(
+                "RECONCILE_INTERVAL",
+                self.reconcile_interval,
+                Duration::from_secs(1),
+                Duration::from_secs(24 * 3600),
+            )?;
+        }
+        within(
+            "REPLICA_PROBE_TIMEOUT",
+            self.replica_probe_timeout,
+            Duration::from_millis(50),
+            Duration::from_secs(30),
+        )?;
+        within(
+            "ESCALATE_WINDOW",
+            self.escalate_window,
+            Duration::from_secs(1),
+            Duration::from_secs(7 * 24 * 3600),
+        )?;
+        within(
+            "NOTIFY_TIMEOUT",
+            self.notify_timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+        )?;
+        if self.escalate_after > 1000 {
+            return Err(bad(
+                "ESCALATE_AFTER",
+                "must be at most 1000 (0 turns escalation off)",
+            ));
+        }
+        if !(1..=100).contains(&self.crash_on_start_tries) {
+            return Err(bad("CRASH_ON_START_TRIES", "must be from 1 to 100"));
+        }
+        self.replica_probe_port()?;
+        if !self.replica_probe_path.starts_with('/') {
+            return Err(bad("REPLICA_PROBE_PATH", "must start with /"));
+        }
+        if let Some(url) = notify_url() {
+            let u = reqwest::Url::parse(url.expose()).map_err(|_| {
+                bad(
+                    "NOTIFY_URL",
+                    "is not a URL (its value is not shown: it may hold a secret)",
+                )
+            })?;
+            if !matches!(u.scheme(), "http" | "https") {
+                return Err(bad("NOTIFY_URL", "must be an http(s) URL"));
+            }
         }
         for (var, url) in [
             ("GEMINI_BASE_URL", &self.gemini_base_url),
@@ -284,9 +384,33 @@ impl Settings {
             .map(|p| p.with_file_name("restart-budget.json"))
     }
 
+    /// `REPLICA_PROBE_PORT`: `None` when empty (no probe of the replicas).
+    pub fn replica_probe_port(&self) -> Result<Option<u16>, ConfigError> {
+        let p = self.replica_probe_port.trim();
+        if p.is_empty() || p == "off" {
+            return Ok(None);
+        }
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .map(Some)
+            .ok_or_else(|| {
+                bad(
+                    "REPLICA_PROBE_PORT",
+                    "must be a port number (1-65535), or empty to turn the probe off",
+                )
+            })
+    }
+
     pub fn verify_timeout(&self) -> Duration {
         Duration::from_secs(self.verify_timeout_secs)
     }
+}
+
+/// `NOTIFY_URL`, from the environment only: a Slack hook URL is a credential of its own, so it
+/// is neither a flag (visible in the process list) nor ever printed.
+pub fn notify_url() -> Option<Secret> {
+    std::env::var("NOTIFY_URL").ok().and_then(Secret::new)
 }
 
 #[cfg(test)]

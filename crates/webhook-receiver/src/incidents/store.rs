@@ -122,30 +122,9 @@ impl IncidentStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::incidents::{Mode, Outcome, TriggerKind};
-    use chrono::Utc;
 
     fn incident(id: &str) -> Incident {
-        let now = Utc::now();
-        Incident {
-            id: id.into(),
-            service: "webapp".into(),
-            project: "p".into(),
-            trigger: TriggerKind::Alert,
-            triggers: vec![],
-            mode: Mode::Runbook,
-            outcome: Outcome::Healed,
-            started_at: now,
-            resolved_at: Some(now),
-            mttr_seconds: Some(1.5),
-            run_started_at: now,
-            run_seconds: 0.5,
-            diagnosis: vec![],
-            timeline: vec![],
-            llm: None,
-            fallback_reason: None,
-            summary: "ok".into(),
-        }
+        Incident::sample(id)
     }
 
     #[tokio::test]
