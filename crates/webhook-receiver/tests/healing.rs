@@ -466,3 +466,44 @@ async fn a_replica_stopped_on_purpose_stays_stopped_while_a_killed_one_is_healed
     assert_eq!(stopped[0]["outcome"], "no_action");
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker daemon"]
+async fn a_paused_replica_is_unpaused_by_the_events_path() {
+    // Docker 20.10 as found here: a paused replica reports unhealthy and emits `pause`.
+    let p = Project::new("pause");
+    let a = p.add("webapp", 1, Replica::Healthy);
+    p.wait_healthy(&a, Duration::from_secs(15));
+    let agent = spawn_agent(&p.name, &["--docker-events", "true"]).await;
+    agent.started().await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // let the event stream attach
+    p.docker(&["pause", &a]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !(p.status(&a) == "running" && p.health(&a) == "healthy") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} / {}: {:#?}",
+            p.status(&a),
+            p.health(&a),
+            agent.incidents().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agent.settle().await;
+    let incidents = agent.incidents().await;
+    let healed: Vec<_> = incidents
+        .iter()
+        .filter(|i| i["outcome"] == "healed")
+        .collect();
+    assert_eq!(healed.len(), 1, "{incidents:#?}");
+    assert_eq!(healed[0]["class"], "hung");
+    let acts: Vec<_> = healed[0]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["action"] == "restart_container" && x["result"] == "ok")
+        .map(|x| x["detail"]["action"].clone())
+        .collect();
+    assert_eq!(acts, [serde_json::json!("unpause")]);
+    agent.stop().await;
+}

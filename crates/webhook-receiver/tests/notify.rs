@@ -59,7 +59,9 @@ async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 #[ignore = "needs a Docker daemon"]
 async fn notifications_reach_a_real_receiver_and_never_hold_up_healing() {
     let p = Project::new("notify");
-    let names: Vec<_> = (1..=2).map(|n| p.add("webapp", n, Replica::Healthy)).collect();
+    let names: Vec<_> = (1..=2)
+        .map(|n| p.add("webapp", n, Replica::Healthy))
+        .collect();
 
     // 1. JSON, with a receiver that fails once: retried, delivered once.
     let sink = Sink::default();
@@ -70,7 +72,10 @@ async fn notifications_reach_a_real_receiver_and_never_hold_up_healing() {
     p.kill(&names[0]);
     agent.post_alert(&webapp_alert()).await;
     agent.settle().await;
-    wait_for("a delivered notification", || !sink.bodies.lock().unwrap().is_empty()).await;
+    wait_for("a delivered notification", || {
+        !sink.bodies.lock().unwrap().is_empty()
+    })
+    .await;
     let body = sink.bodies.lock().unwrap()[0].clone();
     let incident = agent.incidents().await[0].clone();
     assert_eq!(body["event"], "healed", "{body}");
@@ -79,14 +84,21 @@ async fn notifications_reach_a_real_receiver_and_never_hold_up_healing() {
     assert_eq!(body["replicas"][0]["name"], names[0].as_str());
     assert_eq!(body["replicas"][0]["class"], "killed");
     assert_eq!(incident["notifications"], serde_json::json!(["healed"]));
-    assert_eq!(sink.requests.load(Ordering::SeqCst), 2, "one 500, one retry");
+    assert_eq!(
+        sink.requests.load(Ordering::SeqCst),
+        2,
+        "one 500, one retry"
+    );
     let metrics = agent.metrics().await;
     assert!(
         metrics.contains(r#"healing_notifications_total{event="healed",result="delivered"} 1"#),
         "{metrics}"
     );
     let log = std::fs::read_to_string(agent.dir.join("incidents.jsonl")).unwrap();
-    assert!(!log.contains("secret-part"), "the URL is a secret: never recorded");
+    assert!(
+        !log.contains("secret-part"),
+        "the URL is a secret: never recorded"
+    );
     agent.stop().await;
 
     // 2. Slack's incoming-webhook format.
@@ -97,10 +109,16 @@ async fn notifications_reach_a_real_receiver_and_never_hold_up_healing() {
     p.kill(&names[1]);
     agent.post_alert(&webapp_alert()).await;
     agent.settle().await;
-    wait_for("a slack notification", || !sink.bodies.lock().unwrap().is_empty()).await;
+    wait_for("a slack notification", || {
+        !sink.bodies.lock().unwrap().is_empty()
+    })
+    .await;
     let body = sink.bodies.lock().unwrap()[0].clone();
     let text = body["text"].as_str().unwrap();
-    assert!(text.contains("*webapp*") && text.contains("healed"), "{text}");
+    assert!(
+        text.contains("*webapp*") && text.contains("healed"),
+        "{text}"
+    );
     assert_eq!(body.as_object().unwrap().len(), 1, "only `text`: {body}");
     agent.stop().await;
 

@@ -117,7 +117,7 @@ async fn check_once(tools: &Toolbox, acted: &[Acted], names: &[&str]) -> (bool, 
     for a in acted.iter().filter(|a| a.class == FailureClass::Hung) {
         if let Some(o) = obs.get(&a.container.name) {
             if let Some(p) = probe_replica(tools.context(), &o.state).await {
-                if p.failures > 0 && p.failures == p.tries {
+                if p.unanswered() {
                     detail["reason"] =
                         json!(format!("{} still answers no probe", a.container.name));
                     return (false, detail, false);

@@ -68,6 +68,8 @@ struct World {
     healthy_after: Duration,
     /// Delay of every start/restart, to make runs take time.
     action_delay: Duration,
+    /// Starting is refused (403), as a read-only socket proxy would.
+    read_only: bool,
 }
 
 pub struct MemoryRuntime {
@@ -89,6 +91,7 @@ impl MemoryRuntime {
                 service_url: None,
                 healthy_after: Duration::from_secs(1),
                 action_delay: Duration::ZERO,
+                read_only: false,
             }),
             events: Mutex::new(broadcast::channel(1024).0),
         }
@@ -241,6 +244,11 @@ impl MemoryRuntime {
     /// Gives the service a URL that answers while a replica serves and `ok` holds.
     pub fn set_service_url(&self, ok: bool) {
         self.world().service_url = Some(ok);
+    }
+
+    /// Writes are refused, as through a read-only proxy.
+    pub fn set_read_only(&self, ro: bool) {
+        self.world().read_only = ro;
     }
 
     pub fn set_healthy_after(&self, d: Duration) {
@@ -485,7 +493,7 @@ impl ContainerRuntime for MemoryRuntime {
 
     async fn can_act(&self) -> Result<bool, RuntimeError> {
         self.gate(Op::Start, "")?;
-        Ok(true)
+        Ok(!self.world().read_only)
     }
 
     async fn compose_project_of(&self, container: &str) -> Result<Option<String>, RuntimeError> {
