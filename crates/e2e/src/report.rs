@@ -88,7 +88,7 @@ fn restarts_in(incident: &Value) -> Vec<(String, f64)> {
                 .filter(|a| {
                     matches!(
                         a["detail"]["action"].as_str(),
-                        Some("started" | "restarted")
+                        Some("start" | "restart" | "unpause")
                     )
                 })
                 .filter_map(|a| Some((a["target"].as_str()?.to_string(), ts(&a["at"])?)))
@@ -158,7 +158,7 @@ pub fn analyse(dir: &Path) -> Result<Figures> {
     let own_restarts: Vec<(String, f64)> = incidents
         .iter()
         .flat_map(|inc| inc["timeline"].as_array().cloned().unwrap_or_default())
-        .filter(|a| a["detail"]["action"] == "restarted")
+        .filter(|a| a["detail"]["action"] == "restart")
         .filter_map(|a| Some((a["target"].as_str()?.to_string(), ts(&a["at"])?)))
         .collect();
     let crashes: Vec<Crash> = events::crashes(&events, &meta.service, meta.from, meta.to)
@@ -318,7 +318,7 @@ pub fn analyse(dir: &Path) -> Result<Figures> {
             .filter(|a| {
                 a["target"] == name.as_str()
                     && a["result"] == "ok"
-                    && a["detail"]["action"] == "started"
+                    && a["detail"]["action"] == "start"
             })
             .count();
         let died = crashes.iter().filter(|c| &c.name == name).count();
@@ -367,9 +367,10 @@ pub fn analyse(dir: &Path) -> Result<Figures> {
     } else {
         "event"
     };
+    // The agent's own retry of a failed run counts for the path that started it.
     let by_trigger = acting
         .iter()
-        .filter(|i| i["trigger"] == wanted_trigger)
+        .filter(|i| i["trigger"] == wanted_trigger || i["trigger"] == "requeue")
         .count();
     check(
         &format!("healed through the {} path", meta.path),

@@ -13,6 +13,7 @@ use crate::engine::{Brief, Runbook, Strategy, StrategyReport};
 use crate::incidents::{LlmRecord, Mode, TriggerKind};
 use crate::llm::{self, Budget, ChatModel, LlmConfig, LoopEnd, ProviderChoice};
 use crate::metrics::Metrics;
+use crate::tools::guard_bounded;
 use crate::tools::Toolbox;
 
 #[derive(Debug, thiserror::Error)]
@@ -79,17 +80,24 @@ impl Strategy for LlmStrategy {
     async fn heal(&self, tools: &Toolbox, brief: &Brief) -> StrategyReport {
         let kind = match brief.triggers.first().map(|t| t.kind) {
             Some(TriggerKind::Event) => "docker event",
-            _ => "alert",
+            Some(TriggerKind::Alert) => "alert",
+            _ => "check by the agent",
         };
         // Everything from the outside world goes to the model as data, bounded by the prompt builder.
         let untrusted = json!(brief
             .triggers
             .iter()
+            .take(10)
             .map(|t| json!({ "name": t.name, "at": t.at, "container": t.container, "summary": t.summary }))
             .collect::<Vec<_>>())
         .to_string();
         let system = llm::prompts::system_prompt(&brief.service);
-        let user = llm::prompts::user_prompt(&brief.service, kind, &untrusted);
+        let user = llm::prompts::user_prompt_with_diagnosis(
+            &brief.service,
+            kind,
+            &diagnosis_for_model(brief),
+            &untrusted,
+        );
         let report = llm::run(
             self.model.as_ref(),
             tools,
@@ -120,4 +128,32 @@ impl Strategy for LlmStrategy {
             failure,
         }
     }
+}
+
+/// The diagnosis as the model gets it in its first turn: per replica its class, the one action it
+/// allows, and the evidence, with log lines trimmed (they are untrusted and can be long).
+pub fn diagnosis_for_model(brief: &Brief) -> serde_json::Value {
+    let replicas: Vec<serde_json::Value> = brief
+        .diagnosis
+        .iter()
+        .take(crate::tools::MAX_REPLICAS_LISTED)
+        .map(|d| {
+            let in_run = brief.claimed.contains(&d.name);
+            json!({
+                "name": d.name,
+                "in_this_run": in_run,
+                "class": d.class,
+                "allowed_action": if in_run { d.action } else { crate::incidents::ActionKind::None },
+                "reason": d.reason,
+                "status": d.status,
+                "exit_code": d.exit_code,
+                "oom_killed": d.oom_killed,
+                "health": d.health,
+                "uptime_seconds": d.uptime_seconds,
+                "memory_limit_bytes": d.memory_limit_bytes,
+                "last_log_lines": d.logs_tail.iter().rev().take(5).rev().map(|l| guard_bounded(l, 200)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "service": brief.service, "replicas": replicas })
 }

@@ -164,10 +164,48 @@ pub struct Settings {
           value_name = "DURATION", value_parser = DurationParser::secs(SECOND, HOUR))]
     pub llm_timeout: Duration,
 
+    /// Periodic look at every healable service from live state (0: off; else 1s-1d).
+    #[arg(long, env = "RECONCILE_INTERVAL", default_value = "10s",
+          value_name = "DURATION", value_parser = DurationParser::humantime(Duration::ZERO, days(1)))]
+    pub reconcile_interval: Duration,
+    /// Port of each replica the agent probes itself (`http://<replica ip>:PORT<PATH>`); empty: no probe.
+    #[arg(long, env = "REPLICA_PROBE_PORT", default_value = "8000")]
+    pub replica_probe_port: String,
+    #[arg(long, env = "REPLICA_PROBE_PATH", default_value = "/health")]
+    pub replica_probe_path: String,
+    /// Two probes in a row without an answer within this time: the replica is hung (50ms-30s).
+    #[arg(long, env = "REPLICA_PROBE_TIMEOUT", default_value = "1s",
+          value_name = "DURATION", value_parser = DurationParser::humantime(Duration::from_millis(50), 30 * SECOND))]
+    pub replica_probe_timeout: Duration,
+    /// The Nth heal of the same replica for the same kind of failure within ESCALATE_WINDOW
+    /// escalates (0: never; at most 1000).
+    #[arg(long, env = "ESCALATE_AFTER", default_value = "3", value_parser = IntParser::<u32>::new(0, 1000))]
+    pub escalate_after: u32,
+    /// (1s-7d)
+    #[arg(long, env = "ESCALATE_WINDOW", default_value = "10m",
+          value_name = "DURATION", value_parser = DurationParser::humantime(SECOND, days(7)))]
+    pub escalate_window: Duration,
+    /// Starts of a replica that crashes on start before the agent gives up on it and escalates (1-100).
+    #[arg(long, env = "CRASH_ON_START_TRIES", default_value = "2", value_parser = IntParser::<u32>::new(1, 100))]
+    pub crash_on_start_tries: u32,
+    /// `json` or `slack` (incoming-webhook format) for NOTIFY_URL (read from the environment only).
+    #[arg(long, env = "NOTIFY_FORMAT", value_enum, default_value = "json")]
+    pub notify_format: NotifyFormatChoice,
+    /// (100ms-1m)
+    #[arg(long, env = "NOTIFY_TIMEOUT", default_value = "5s",
+          value_name = "DURATION", value_parser = DurationParser::humantime(Duration::from_millis(100), MINUTE))]
+    pub notify_timeout: Duration,
+
     /// `WEBHOOK_TOKEN`, `GEMINI_API_KEY`/`GOOGLE_API_KEY`, `OPENAI_API_KEY` (or their `*_FILE`):
     /// from the environment only, never flags.
     #[arg(skip)]
     pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NotifyFormatChoice {
+    Json,
+    Slack,
 }
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -222,6 +260,24 @@ impl Settings {
                 return Err(bad("HEALTH_URL", "must be an http(s) URL"));
             }
         }
+        if !self.reconcile_interval.is_zero() && self.reconcile_interval < SECOND {
+            return Err(bad("RECONCILE_INTERVAL", "must be 0 (off) or at least 1s"));
+        }
+        self.replica_probe_port()?;
+        if !self.replica_probe_path.starts_with('/') {
+            return Err(bad("REPLICA_PROBE_PATH", "must start with /"));
+        }
+        if let Some(url) = notify_url() {
+            let u = reqwest::Url::parse(url.expose()).map_err(|_| {
+                bad(
+                    "NOTIFY_URL",
+                    "is not a URL (its value is not shown: it may hold a secret)",
+                )
+            })?;
+            if !matches!(u.scheme(), "http" | "https") {
+                return Err(bad("NOTIFY_URL", "must be an http(s) URL"));
+            }
+        }
         for (var, url) in [
             ("GEMINI_BASE_URL", &self.gemini_base_url),
             ("OPENAI_BASE_URL", &self.openai_base_url),
@@ -264,7 +320,8 @@ impl Settings {
         let mut warnings = Vec::new();
         if self.token().is_none() {
             warnings.push(
-                "WEBHOOK_TOKEN is not set: anyone who can reach the webhook can trigger healing runs"
+                "WEBHOOK_TOKEN is empty: POST /webhook accepts anyone's alerts, and this agent can \
+                 restart containers. Set WEBHOOK_TOKEN (and the same token in Alertmanager's webhook config)."
                     .to_string(),
             );
         }
@@ -319,6 +376,30 @@ impl Settings {
         self.incident_log()
             .map(|p| p.with_file_name("restart-budget.json"))
     }
+
+    /// `REPLICA_PROBE_PORT`: `None` when empty (no probe of the replicas).
+    pub fn replica_probe_port(&self) -> Result<Option<u16>, ConfigError> {
+        let p = self.replica_probe_port.trim();
+        if p.is_empty() || p == "off" {
+            return Ok(None);
+        }
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .map(Some)
+            .ok_or_else(|| {
+                bad(
+                    "REPLICA_PROBE_PORT",
+                    "must be a port number (1-65535), or empty to turn the probe off",
+                )
+            })
+    }
+}
+
+/// `NOTIFY_URL`, from the environment only: a Slack hook URL is a credential of its own, so it
+/// is neither a flag (visible in the process list) nor ever printed.
+pub fn notify_url() -> Option<Secret> {
+    std::env::var("NOTIFY_URL").ok().and_then(Secret::new)
 }
 
 #[cfg(test)]

@@ -1,28 +1,43 @@
-//! The self-healing agent: Alertmanager webhooks and Docker events in, verified restarts out.
+//! The self-healing agent: Alertmanager webhooks, Docker events and its own resyncs in;
+//! diagnosed, policy-checked, verified actions out.
 //!
 //! Map of the crate, from the outside in:
 //! - [`config`]: settings from environment and flags, validated once at start.
-//! - [`startup`]: builds the pieces and serves; [`telemetry`]: logging.
-//! - [`intake`]: `POST /webhook` (Alertmanager payload v4), `/healthz`, `/metrics`, `/incidents`.
-//! - [`engine`]: the controller: one run per service at a time, triggers coalesced, live state first,
-//!   the strategy acts, the runbook falls back, verification by code, one incident per run.
+//! - [`startup`]: builds the pieces, serves, drains on shutdown; [`telemetry`]: logging.
+//! - [`intake`]: `POST /webhook` (Alertmanager payload v4), `/healthz`, `/metrics`, `/incidents`,
+//!   `POST /reset`.
+//! - [`engine`]: the controller: triggers coalesced, live state first, replicas claimed by one run
+//!   at a time, runs supervised and requeued, one incident per run or settled look.
+//! - [`diagnosis`]: observing a service and classifying each replica's failure, by code.
+//! - [`policy`]: the one check before every action (allow, deny with a reason, stop).
 //! - [`agent`]: picks the strategy (LLM provider or runbook) from the settings.
 //! - [`tools`]: `list_webapp_status`, `restart_container`, `check_webapp_health` and read-only
-//!   diagnosis tools, with the guard (scope, need, budget, dry run) in front of every call.
-//! - [`scope`]: which containers may be touched at all; [`budget`]: restart budgets and backoff.
-//! - [`runtime`]: the container runtime trait and its bollard implementation (knows nothing of LLMs).
+//!   diagnosis tools; each run's [`tools::RunRecord`].
+//! - [`scope`]: which containers may be touched at all; [`budget`]: restart budgets and backoff;
+//!   [`history`]: recurrences and crash loops, for escalation.
+//! - [`notify`]: notifications to a human (`NOTIFY_URL`); [`probe`]: the agent's own HTTP checks.
+//! - [`runtime`]: the container runtime trait, its bollard implementation and an in-memory one
+//!   for tests (knows nothing of LLMs).
 //! - [`llm`]: the function-calling loop and its providers (knows nothing of Docker).
-//! - [`incidents`]: the incident record and its JSON-lines store; [`metrics`]: the agent's metrics.
-//! - [`secret`]: the one type for the webhook token and API keys (never printed).
+//! - [`incidents`]: the incident record and its JSON-lines log; [`metrics`]: the agent's metrics.
+//! - [`context`]: what the engine, diagnosis and tools share; [`clock`]: wall time (virtual in tests).
+//! - [`secret`]: the one type for the webhook token, API keys and the notification URL.
 
 pub mod agent;
 pub mod budget;
+pub mod clock;
 pub mod config;
+pub mod context;
+pub mod diagnosis;
 pub mod engine;
+pub mod history;
 pub mod incidents;
 pub mod intake;
 pub mod llm;
 pub mod metrics;
+pub mod notify;
+pub mod policy;
+pub mod probe;
 pub mod runtime;
 pub mod scope;
 pub mod secret;

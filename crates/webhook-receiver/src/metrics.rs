@@ -5,8 +5,8 @@
 //! that panels show 0 rather than "no data" on a fresh agent.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub const WEBHOOK_RESULTS: &[&str] = &[
@@ -16,7 +16,30 @@ pub const WEBHOOK_RESULTS: &[&str] = &[
     "unsupported_media_type",
     "payload_too_large",
 ];
-pub const OUTCOMES: &[&str] = &["healed", "no_action", "gave_up", "failed", "dry_run"];
+pub const OUTCOMES: &[&str] = &[
+    "healed",
+    "no_action",
+    "gave_up",
+    "failed",
+    "dry_run",
+    "interrupted",
+    "notified",
+];
+pub const TRIGGER_KINDS: &[&str] = &[
+    "alert",
+    "event",
+    "reconcile",
+    "requeue",
+    "startup",
+    "operator",
+];
+pub const ESCALATION_REASONS: &[&str] = &[
+    "recurrence",
+    "crash_on_start",
+    "budget_spent",
+    "out_of_scope",
+];
+pub const NOTIFY_RESULTS: &[&str] = &["delivered", "failed", "dropped"];
 pub const MODES: &[&str] = &["runbook", "llm", "fallback"];
 pub const RESTART_RESULTS: &[&str] = &["ok", "error", "denied"];
 pub const LLM_OUTCOMES: &[&str] = &[
@@ -43,8 +66,13 @@ pub struct Metrics {
     pub llm_tokens: IntCounterVec,
     pub tool_calls: IntCounterVec,
     pub llm_request_duration: HistogramVec,
-    /// Incidents that did not reach the incident log (full disk, I/O error); kept in memory.
-    pub incident_log_write_errors: IntCounter,
+    pub triggers: IntCounterVec,
+    pub deduplicated: IntCounterVec,
+    pub requeues: IntCounterVec,
+    pub run_panics: IntCounterVec,
+    pub escalations: IntCounterVec,
+    pub notifications: IntCounterVec,
+    pub incident_log_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -86,8 +114,43 @@ impl Metrics {
         );
         let tool_calls = counter(
             "healing_tool_calls_total",
-            "Tool calls by tool and outcome",
+            "Tool calls by the model, by tool and outcome",
             &["tool", "outcome"],
+        );
+        let triggers = counter(
+            "healing_triggers_total",
+            "Triggers for healable services, by kind",
+            &["kind"],
+        );
+        let deduplicated = counter(
+            "healing_deduplicated_total",
+            "Looks that found the same settled state as the last record, not recorded again",
+            &["service"],
+        );
+        let requeues = counter(
+            "healing_requeues_total",
+            "Services looked at again after a failed run or an unreachable Docker",
+            &["service"],
+        );
+        let run_panics = counter(
+            "healing_run_panics_total",
+            "Healing runs that ended abnormally inside the agent (caught, recorded, requeued)",
+            &["service"],
+        );
+        let escalations = counter(
+            "healing_escalations_total",
+            "Incidents escalated to a human, by reason",
+            &["reason"],
+        );
+        let notifications = counter(
+            "healing_notifications_total",
+            "Notifications to NOTIFY_URL by event and result",
+            &["event", "result"],
+        );
+        let incident_log_errors = counter(
+            "healing_incident_log_errors_total",
+            "Incident log writes that failed (full disk, I/O error); the incident stays in memory",
+            &["op"],
         );
 
         let time_to_recovery = HistogramVec::new(
@@ -133,15 +196,6 @@ impl Metrics {
             .register(Box::new(docker_up.clone()))
             .expect("unique metric");
 
-        let incident_log_write_errors = IntCounter::new(
-            "healing_incident_log_write_errors_total",
-            "Incident log appends that failed (full disk, I/O error); the incident stays in memory",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(incident_log_write_errors.clone()))
-            .expect("unique metric");
-
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
@@ -178,6 +232,23 @@ impl Metrics {
                 tool_calls.with_label_values(&[t, o]);
             }
         }
+        for k in TRIGGER_KINDS {
+            triggers.with_label_values(&[k]);
+        }
+        for r in ESCALATION_REASONS {
+            escalations.with_label_values(&[r]);
+        }
+        for e in crate::notify::EVENTS {
+            for r in NOTIFY_RESULTS {
+                notifications.with_label_values(&[e, r]);
+            }
+        }
+        for s in services {
+            deduplicated.with_label_values(&[s.as_str()]);
+            requeues.with_label_values(&[s.as_str()]);
+            run_panics.with_label_values(&[s.as_str()]);
+        }
+        incident_log_errors.with_label_values(&["append"]);
 
         Metrics {
             registry,
@@ -191,7 +262,13 @@ impl Metrics {
             llm_tokens,
             tool_calls,
             llm_request_duration,
-            incident_log_write_errors,
+            triggers,
+            deduplicated,
+            requeues,
+            run_panics,
+            escalations,
+            notifications,
+            incident_log_errors,
         }
     }
 

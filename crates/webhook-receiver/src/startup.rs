@@ -1,22 +1,26 @@
-//! Wiring: build the agent from validated settings, bind, serve until shutdown.
+//! Wiring: build the agent from validated settings, bind, serve until shutdown, drain.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 use crate::budget::{BudgetPolicy, RestartBudget};
-use crate::config::Settings;
+use crate::clock::Clock;
+use crate::config::{notify_url, NotifyFormatChoice, Settings};
+use crate::context::Context;
 use crate::engine::{watch_events, Engine, EngineConfig, Strategy};
-use crate::incidents::{IncidentStore, LogOptions};
-use crate::intake::{router, AppState};
+use crate::history::{EscalationPolicy, History};
+use crate::incidents::{IncidentStore, LogOptions, TriggerKind};
+use crate::intake::{router, AppState, DockerAccess};
 use crate::metrics::Metrics;
+use crate::notify::{Notifier, NotifyConfig, NotifyFormat};
+use crate::probe::{HttpProber, ProbeConfig, Prober};
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::ContainerRuntime;
 use crate::scope::Scope;
-use crate::tools::{tool_names, ToolContext};
+use crate::tools::tool_names;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -31,14 +35,28 @@ pub enum StartError {
     NoProject(String),
     #[error(transparent)]
     Llm(#[from] crate::agent::AgentError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// What a test (or an embedding) may swap: the runtime, the prober and the clock.
+pub struct Parts {
+    pub runtime: Arc<dyn ContainerRuntime>,
+    /// `None`: HTTP probes from the settings.
+    pub prober: Option<Arc<dyn Prober>>,
+    pub clock: Clock,
 }
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    ctx: Arc<ToolContext>,
     events: bool,
-    drain_timeout: Duration,
+    reconcile_every: Duration,
+    /// `DRAIN_TIMEOUT`: how long runs in flight may finish after a shutdown signal; the rest are
+    /// recorded `interrupted`. Compose gives the agent `stop_grace_period: 30s`.
+    drain: Duration,
+    /// Flushed at shutdown, so the last attempts are on disk before the process ends.
+    budget: Arc<RestartBudget>,
 }
 
 impl Application {
@@ -47,13 +65,34 @@ impl Application {
         let runtime: Arc<dyn ContainerRuntime> = Arc::new(DockerRuntime::new(
             (!settings.docker_host.is_empty()).then(|| settings.docker_host.clone()),
         ));
-        Self::build_with_runtime(settings, runtime).await
+        Self::build_with(
+            settings,
+            Parts {
+                runtime,
+                prober: None,
+                clock: Clock::system(),
+            },
+        )
+        .await
     }
 
     pub async fn build_with_runtime(
         settings: &Settings,
         runtime: Arc<dyn ContainerRuntime>,
     ) -> Result<Self, StartError> {
+        Self::build_with(
+            settings,
+            Parts {
+                runtime,
+                prober: None,
+                clock: Clock::system(),
+            },
+        )
+        .await
+    }
+
+    pub async fn build_with(settings: &Settings, parts: Parts) -> Result<Self, StartError> {
+        let runtime = parts.runtime;
         let project = resolve_project(settings, runtime.as_ref()).await?;
         let services = settings.services();
         let metrics = Metrics::new(&services, &["gemini", "openai"], &tool_names());
@@ -70,7 +109,7 @@ impl Application {
                 LogOptions {
                     max_bytes: settings.incident_log_max_bytes,
                     keep: settings.incident_log_keep,
-                    write_errors: metrics.incident_log_write_errors.clone(),
+                    write_errors: metrics.incident_log_errors.with_label_values(&["append"]),
                 },
             )
             .await?,
@@ -88,28 +127,58 @@ impl Application {
             )
             .await,
         );
-        let ctx = Arc::new(ToolContext {
+        let prober = match parts.prober {
+            Some(p) => p,
+            None => Arc::new(HttpProber::new(ProbeConfig {
+                replica_port: settings.replica_probe_port()?,
+                replica_path: settings.replica_probe_path.clone(),
+                timeout: settings.replica_probe_timeout,
+                service_url: settings.health_url(),
+            })),
+        };
+        let ctx = Arc::new(Context {
             runtime,
-            budget,
+            prober,
+            budget: budget.clone(),
+            history: Arc::new(History::new(EscalationPolicy {
+                after: settings.escalate_after,
+                window: settings.escalate_window,
+                crash_on_start_tries: settings.crash_on_start_tries,
+            })),
             metrics: metrics.clone(),
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .build()
-                .expect("http client builds"),
-            health_url: settings.health_url(),
+            clock: parts.clock,
             dry_run: settings.dry_run,
-            own_restarts: Mutex::new(Default::default()),
+            stable_after: settings.restart_stable,
+            verify_timeout: settings.verify_timeout,
+            own: Default::default(),
+            stops: Default::default(),
+            outages: Default::default(),
         });
+        let notifier = match notify_url() {
+            Some(url) => Notifier::spawn(
+                NotifyConfig {
+                    url,
+                    format: match settings.notify_format {
+                        NotifyFormatChoice::Json => NotifyFormat::Json,
+                        NotifyFormatChoice::Slack => NotifyFormat::Slack,
+                    },
+                    timeout: settings.notify_timeout,
+                },
+                metrics.clone(),
+            ),
+            None => Notifier::disabled(metrics.clone()),
+        };
         let scope = Scope::new(project.clone(), services.clone());
         let engine = Engine::new(
-            ctx.clone(),
+            ctx,
             scope,
             strategy,
             incidents.clone(),
+            notifier.clone(),
             metrics.clone(),
             EngineConfig {
-                verify_timeout: settings.verify_timeout,
                 debounce: settings.debounce,
+                ..EngineConfig::default()
             },
         );
         let listener = TcpListener::bind(settings.listen_addr)
@@ -118,30 +187,34 @@ impl Application {
                 addr: settings.listen_addr,
                 source,
             })?;
+        let token = settings.token();
+        let warnings = settings.warnings();
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
         tracing::info!(
             addr = %listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen_addr, source })?,
             project = %project, services = ?services, dry_run = settings.dry_run, docker_events = settings.docker_events,
-            incident_log = ?incidents.path(), "agent listening"
+            notify = notifier.enabled(), incident_log = ?incidents.path(), "agent listening"
         );
-        for warning in settings.warnings() {
-            tracing::warn!("{warning}");
-        }
         let state = AppState {
             engine,
             metrics,
             incidents,
-            token: settings.token(),
+            token,
             max_body: settings.webhook_max_bytes,
-            docker_up: Arc::new(AtomicBool::new(false)),
+            docker: Arc::new(Mutex::new(DockerAccess::Unknown)),
             dry_run: settings.dry_run,
             docker_events: settings.docker_events,
+            warnings: Arc::new(warnings),
         };
         Ok(Application {
             listener,
             state,
-            ctx,
             events: settings.docker_events,
-            drain_timeout: settings.drain_timeout,
+            reconcile_every: settings.reconcile_interval,
+            drain: settings.drain_timeout,
+            budget,
         })
     }
 
@@ -153,34 +226,51 @@ impl Application {
         self.state.engine.clone()
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight healing runs finish (bounded).
+    /// Serves until `shutdown` completes, then lets in-flight healing runs finish (bounded; the
+    /// rest are recorded `interrupted`).
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let supervisor = tokio::spawn(supervise_docker(
-            self.ctx.clone(),
-            self.state.docker_up.clone(),
-            self.state.metrics.clone(),
-        ));
-        let events = self
-            .events
-            .then(|| tokio::spawn(watch_events(self.state.engine.clone(), self.ctx.clone())));
         let engine = self.state.engine.clone();
+        let mut background = vec![tokio::spawn(supervise_docker(
+            engine.clone(),
+            self.state.docker.clone(),
+            self.state.metrics.clone(),
+        ))];
+        // Replicas that died while the agent was down are healed now, not at the next trigger.
+        engine.reconcile_all(TriggerKind::Startup, "agent started");
+        if self.events {
+            background.push(tokio::spawn(watch_events(engine.clone())));
+        }
+        if !self.reconcile_every.is_zero() {
+            background.push(tokio::spawn(resync(engine.clone(), self.reconcile_every)));
+        }
         let app = router(self.state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
-        if let Some(e) = events {
-            e.abort();
+        for task in &background {
+            task.abort();
         }
-        supervisor.abort();
-        if !engine.wait_idle(self.drain_timeout).await {
-            tracing::warn!("shutting down with a healing run still in flight");
+        if !engine.shutdown(self.drain).await {
+            tracing::warn!("runs cut short by the shutdown were recorded as interrupted");
         }
-        self.ctx.budget.flush().await;
+        self.budget.flush().await;
         tracing::info!("agent stopped");
         served
+    }
+}
+
+/// The periodic resync: a look at every service, whatever the triggers say.
+async fn resync(engine: Engine, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        engine.reconcile_all(TriggerKind::Reconcile, "periodic resync");
+        engine.context().history.prune(engine.context().clock.now());
     }
 }
 
@@ -226,18 +316,80 @@ async fn resolve_project(
     Err(StartError::NoProject(last))
 }
 
-/// Keeps `docker_up` current and logs transitions; the runtime reconnects by itself on the next call.
-async fn supervise_docker(ctx: Arc<ToolContext>, up: Arc<AtomicBool>, metrics: Metrics) {
+/// Keeps the Docker access state current (reachable? may it list, inspect and act?) and logs
+/// every change; the runtime reconnects by itself on the next call.
+async fn supervise_docker(engine: Engine, access: Arc<Mutex<DockerAccess>>, metrics: Metrics) {
+    let ctx = engine.context().clone();
+    let project = engine.scope().project().to_string();
+    let services: Vec<String> = engine.scope().services().map(str::to_string).collect();
+    let mut was_ok = false;
     loop {
-        let ok = ctx.runtime.ping().await.is_ok();
-        if up.swap(ok, Ordering::Relaxed) != ok {
-            if ok {
-                tracing::info!("docker is reachable");
-            } else {
-                tracing::warn!("docker is unreachable; the agent keeps serving and retries");
+        let now = match ctx.runtime.ping().await {
+            Err(e) => DockerAccess::Missing(e.to_string()),
+            // The write check costs the daemon a (harmless) 404 each time: only after a change.
+            Ok(()) => self_test(&ctx, &project, &services, !was_ok).await,
+        };
+        metrics
+            .docker_up
+            .set(i64::from(!matches!(now, DockerAccess::Missing(_))));
+        let changed = {
+            let mut a = access.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = std::mem::discriminant(&*a) != std::mem::discriminant(&now);
+            *a = now.clone();
+            changed
+        };
+        if changed {
+            match &now {
+                DockerAccess::Ok => {
+                    tracing::info!("docker is reachable: the agent can list, inspect and act")
+                }
+                DockerAccess::ReadOnly(why) => {
+                    tracing::error!(%why, "docker access is read-only: the agent can diagnose but not heal")
+                }
+                DockerAccess::Missing(why) => {
+                    tracing::warn!(%why, "docker is unreachable; the agent keeps serving and retries")
+                }
+                DockerAccess::Unknown => {}
             }
         }
-        metrics.docker_up.set(ok as i64);
-        tokio::time::sleep(Duration::from_secs(if ok { 5 } else { 1 })).await;
+        let ok = matches!(now, DockerAccess::Ok);
+        was_ok = ok;
+        tokio::time::sleep(Duration::from_secs(if ok { 10 } else { 2 })).await;
+    }
+}
+
+/// Lists and inspects what the agent heals and checks it may act, changing nothing.
+async fn self_test(
+    ctx: &Context,
+    project: &str,
+    services: &[String],
+    check_write: bool,
+) -> DockerAccess {
+    for s in services {
+        match ctx.runtime.list(project, s).await {
+            Ok(list) => {
+                if let Some(first) = list.first() {
+                    if let Err(e) = ctx.runtime.inspect(first, false).await {
+                        return DockerAccess::Missing(format!(
+                            "cannot inspect {}: {e}",
+                            first.name
+                        ));
+                    }
+                }
+            }
+            Err(e) => {
+                return DockerAccess::Missing(format!("cannot list the containers of {s}: {e}"))
+            }
+        }
+    }
+    if !check_write {
+        return DockerAccess::Ok;
+    }
+    match ctx.runtime.can_act().await {
+        Ok(true) => DockerAccess::Ok,
+        Ok(false) => DockerAccess::ReadOnly(
+            "starting a container is refused (403): check the Docker socket proxy's rules".into(),
+        ),
+        Err(e) => DockerAccess::Missing(format!("cannot check write access: {e}")),
     }
 }

@@ -137,6 +137,21 @@ fn every_bad_value_names_its_variable() {
         ("--llm-provider", "claude", "LLM_PROVIDER"),
         ("--dry-run", "maybe", "DRY_RUN"),
         ("--listen-addr", "localhost", "LISTEN_ADDR"),
+        ("--reconcile-interval", "500ms", "RECONCILE_INTERVAL"),
+        ("--reconcile-interval", "10", "RECONCILE_INTERVAL"),
+        ("--reconcile-interval", "2d", "RECONCILE_INTERVAL"),
+        ("--replica-probe-port", "70000", "REPLICA_PROBE_PORT"),
+        ("--replica-probe-path", "health", "REPLICA_PROBE_PATH"),
+        ("--replica-probe-timeout", "1h", "REPLICA_PROBE_TIMEOUT"),
+        ("--escalate-after", "1001", "ESCALATE_AFTER"),
+        (
+            "--escalate-window",
+            "18446744073709551615s",
+            "ESCALATE_WINDOW",
+        ),
+        ("--crash-on-start-tries", "0", "CRASH_ON_START_TRIES"),
+        ("--notify-format", "xml", "NOTIFY_FORMAT"),
+        ("--notify-timeout", "0", "NOTIFY_TIMEOUT"),
     ];
     for (flag, value, var) in cases {
         // `--flag=value`, so that "-1" is a value and not a flag.

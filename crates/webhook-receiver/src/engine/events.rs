@@ -1,5 +1,7 @@
-//! The Docker events fast path: `die`, `oom` and `health_status: unhealthy` of the allowed services
-//! trigger a run at once, without waiting for Prometheus and Alertmanager.
+//! The Docker events fast path: `die`, `oom`, `health_status: unhealthy` and `pause` of the
+//! healable services start a look at once, without waiting for Prometheus and Alertmanager.
+//! `stop` events mark a replica as stopped on purpose. Every (re)connection of the stream is
+//! followed by a reconcile of every service, so deaths during a gap are never lost.
 
 use std::time::Duration;
 
@@ -7,19 +9,31 @@ use futures_util::StreamExt;
 
 use super::Engine;
 use crate::incidents::{TriggerKind, TriggerRecord};
-use crate::runtime::{is_requested_stop, ContainerRuntime, EventKind};
-use crate::tools::ToolContext;
+use crate::runtime::EventKind;
+
+/// How long before its API goes away a stopping daemon may stop its containers (its default
+/// stop timeout is 10 s).
+const DAEMON_STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// Follows the event stream for ever, reconnecting with backoff when the daemon goes away.
-pub async fn watch_events(engine: Engine, ctx: std::sync::Arc<ToolContext>) {
-    let runtime: &dyn ContainerRuntime = ctx.runtime.as_ref();
+pub async fn watch_events(engine: Engine) {
+    let ctx = engine.context().clone();
     let project = engine.scope().project().to_string();
     let mut backoff = Duration::from_millis(500);
+    // When the stream last ended, and whether the daemon refused us since.
+    let mut gap: Option<(chrono::DateTime<chrono::Utc>, bool)> = None;
     loop {
-        match runtime.events(&project).await {
+        match ctx.runtime.events(&project).await {
             Ok(mut stream) => {
                 tracing::info!(project = %project, "following docker events");
                 backoff = Duration::from_millis(500);
+                if let Some((from, true)) = gap.take() {
+                    // The daemon stops its containers before its API goes away.
+                    let grace = chrono::Duration::from_std(DAEMON_STOP_GRACE).unwrap_or_default();
+                    ctx.outages.record(from - grace, ctx.clock.now());
+                }
+                // Whatever died while the stream was down is found by looking again.
+                engine.reconcile_all(TriggerKind::Reconcile, "docker events (re)connected");
                 while let Some(ev) = stream.next().await {
                     let ev = match ev {
                         Ok(ev) => ev,
@@ -28,31 +42,26 @@ pub async fn watch_events(engine: Engine, ctx: std::sync::Arc<ToolContext>) {
                             break;
                         }
                     };
-                    if ev.kind == EventKind::Die
-                        && ctx
-                            .own_restarts
-                            .lock()
-                            .expect("lock")
-                            .contains(&ev.container.id)
-                    {
-                        continue; // the agent's own restart of an unhealthy replica
-                    }
                     if !engine
                         .scope()
                         .allows(&ev.container.project, &ev.container.service)
                     {
                         continue;
                     }
-                    if ev.kind == EventKind::Die && is_requested_stop(ev.exit_code) {
-                        // Asked to stop (`docker compose stop`/`down`, an operator): not for the
-                        // fast path to undo. A replica that stays missing is healed by an alert.
-                        tracing::info!(container = %ev.container.name, exit_code = ?ev.exit_code, "stopped on purpose; no fast-path healing");
+                    if ctx.own.covers(&ev.container.id, ev.time) {
+                        tracing::debug!(container = %ev.container.name, event = ?ev.kind, "event of the agent's own restart");
                         continue;
                     }
                     let name = match ev.kind {
+                        EventKind::Stop => {
+                            tracing::info!(container = %ev.container.name, "stop requested (docker stop / compose stop): the replica is left stopped");
+                            ctx.stops.mark(&ev.container.id, ev.time);
+                            continue;
+                        }
                         EventKind::Die => "die",
                         EventKind::Oom => "oom",
                         EventKind::Unhealthy => "unhealthy",
+                        EventKind::Pause => "pause",
                     };
                     tracing::info!(event = name, container = %ev.container.name, exit_code = ?ev.exit_code, "container event");
                     engine.trigger(
@@ -67,8 +76,14 @@ pub async fn watch_events(engine: Engine, ctx: std::sync::Arc<ToolContext>) {
                     );
                 }
                 tracing::warn!("docker event stream ended; reconnecting");
+                gap = Some((ctx.clock.now(), false));
             }
-            Err(e) => tracing::debug!(error = %e, "cannot follow docker events yet"),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot follow docker events yet");
+                if let Some((_, down)) = gap.as_mut() {
+                    *down = true;
+                }
+            }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));

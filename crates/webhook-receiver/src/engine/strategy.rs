@@ -1,17 +1,22 @@
 //! Who decides what to do in a run: the built-in runbook, or (see [`crate::agent`]) an LLM.
-//! Either way the actions go through the run's [`Toolbox`], and the engine verifies the outcome itself.
+//! Either way the actions go through the run's [`Toolbox`] and its policy, and the engine verifies
+//! the outcome itself.
 
 use async_trait::async_trait;
 
 use crate::incidents::{LlmRecord, Mode, ReplicaDiagnosis, TriggerRecord};
-use crate::tools::{Actor, Toolbox};
+use crate::policy::Actor;
+use crate::tools::Toolbox;
 
-/// What a strategy is told about the run. Trigger text is untrusted.
+/// What a strategy is told about the run. Trigger text and log lines are untrusted.
 #[derive(Debug, Clone)]
 pub struct Brief {
     pub service: String,
     pub triggers: Vec<TriggerRecord>,
+    /// Every replica of the service as the run found it.
     pub diagnosis: Vec<ReplicaDiagnosis>,
+    /// The replicas this run heals (others are healthy, stopped on purpose, or another run's).
+    pub claimed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -32,7 +37,9 @@ pub trait Strategy: Send + Sync {
     async fn heal(&self, tools: &Toolbox, brief: &Brief) -> StrategyReport;
 }
 
-/// The deterministic runbook: restart every replica that needs it, all at once.
+/// The deterministic runbook: every claimed replica gets the action its class allows, all at
+/// once. Each call re-reads the replica's live state and passes the policy, so a replica the
+/// model already healed, or one that recovered, is left alone.
 pub struct Runbook;
 
 #[async_trait]
@@ -42,23 +49,14 @@ impl Strategy for Runbook {
     }
 
     async fn heal(&self, tools: &Toolbox, _brief: &Brief) -> StrategyReport {
-        let states = match tools.observe().await {
-            Ok(s) => s,
-            Err(e) => {
-                return StrategyReport {
-                    llm: None,
-                    failure: Some(format!("could not list replicas: {e}")),
-                }
-            }
-        };
-        let names: Vec<String> = states
+        let acted = tools.record().acted();
+        let names: Vec<&String> = tools
+            .claimed()
             .iter()
-            .filter(|s| tools.should_heal(s))
-            .map(|s| s.container.name.clone())
+            .filter(|n| !acted.iter().any(|a| &a.container.name == *n))
             .collect();
-        // Errors are on the timeline; the engine's verification decides the outcome.
-        futures_util::future::join_all(names.iter().map(|n| tools.restart(n, Actor::Runbook)))
-            .await;
+        // Errors and refusals are on the timeline; the engine's verification decides the outcome.
+        futures_util::future::join_all(names.iter().map(|n| tools.act(n, Actor::Runbook))).await;
         StrategyReport::default()
     }
 }

@@ -29,7 +29,7 @@ pub struct LogOptions {
     pub max_bytes: u64,
     /// Rotated files kept: `incidents.jsonl.1` (newest) to `.keep`.
     pub keep: usize,
-    /// Counts appends that did not reach the disk (`healing_incident_log_write_errors_total`).
+    /// Counts appends that did not reach the disk (`healing_incident_log_errors_total{op="append"}`).
     pub write_errors: IntCounter,
 }
 

@@ -54,6 +54,14 @@ impl Alert {
             .map(String::as_str)
     }
 
+    /// The compose project an alert names, if it names one.
+    pub fn project(&self) -> Option<&str> {
+        ["compose_project", "project"]
+            .iter()
+            .find_map(|l| self.labels.get(*l))
+            .map(String::as_str)
+    }
+
     pub fn summary(&self) -> Option<&str> {
         self.annotations
             .get("summary")

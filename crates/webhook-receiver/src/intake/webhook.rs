@@ -182,13 +182,29 @@ async fn handle(state: &AppState, req: Request<Body>) -> Result<serde_json::Valu
             container: None,
             summary: alert.summary().map(|s| bounded(s, 500)),
         };
-        if state.engine.trigger(service, trigger) {
+        let other_project = alert
+            .project()
+            .filter(|p| *p != state.engine.scope().project());
+        if let Some(p) = other_project {
+            ignored += 1;
+            out_of_scope(
+                state,
+                service,
+                trigger,
+                format!("the alert is about project {:?}", bounded(p, 100)),
+            );
+        } else if state.engine.trigger(service, trigger.clone()) {
             if !triggered.contains(&service.to_string()) {
                 triggered.push(service.to_string());
             }
         } else {
             ignored += 1;
-            tracing::info!(alert = %bounded(alert.name(), 100), service = %bounded(service, 100), "alert names no service this agent heals; ignored");
+            let why = if service.is_empty() {
+                "the alert names no service".to_string()
+            } else {
+                format!("the alert is about service {:?}", bounded(service, 100))
+            };
+            out_of_scope(state, service, trigger, why);
         }
     }
     tracing::info!(status = %bounded(&payload.status, 20), alerts = payload.alerts.len(), triggered = ?triggered, ignored, resolved, "alertmanager webhook accepted");
@@ -207,4 +223,16 @@ fn body_error(e: axum::Error, max: usize) -> WebhookError {
         source = err.source();
     }
     WebhookError::BodyRead(bounded(&e.to_string(), 200))
+}
+
+/// Records (in the background: the webhook answers at once) that an alert is not this agent's.
+fn out_of_scope(state: &AppState, service: &str, trigger: TriggerRecord, why: String) {
+    let named = if service.is_empty() {
+        "(none)".to_string()
+    } else {
+        bounded(service, 100)
+    };
+    tracing::info!(alert = %trigger.name, service = %named, "alert outside this agent's scope; recorded, nothing touched");
+    let engine = state.engine.clone();
+    tokio::spawn(async move { engine.out_of_scope(&named, trigger, why).await });
 }

@@ -219,7 +219,9 @@ pub async fn run(
                     )
                 }
             };
-            if let Some(m) = metrics {
+            // Tool calls are counted by the tools themselves; only calls whose arguments never
+            // reached them (not JSON) are counted here, so each call counts once.
+            if let (Some(m), ToolArgs::Malformed { .. }) = (metrics, &call.args) {
                 let tool = if known.contains(call.name.as_str()) {
                     call.name.as_str()
                 } else {

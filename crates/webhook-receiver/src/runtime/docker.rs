@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::errors::Error as BollardError;
+use bollard::models::HealthcheckResult;
 use bollard::models::{ContainerStateStatusEnum, EventMessage, HealthStatusEnum};
 use bollard::query_parameters::{
     EventsOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
@@ -21,8 +22,8 @@ use futures_util::stream::{BoxStream, StreamExt};
 use tokio::sync::Mutex;
 
 use super::{
-    ContainerRef, ContainerRuntime, EventKind, Health, ReplicaState, RuntimeError, RuntimeEvent,
-    Status,
+    ContainerRef, ContainerRuntime, EventKind, Health, HealthProbe, ReplicaState, RuntimeError,
+    RuntimeEvent, Status, LABEL_PREFIX,
 };
 
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
@@ -32,6 +33,12 @@ pub const SERVICE_LABEL: &str = "com.docker.compose.service";
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound on the one-shot memory reading of a replica.
 const STATS_TIMEOUT: Duration = Duration::from_millis(500);
+/// Docker keeps this many healthcheck results per container.
+const DOCKER_HEALTH_LOG_LEN: usize = 5;
+/// Most bytes of one healthcheck output kept.
+const MAX_PROBE_OUTPUT: usize = 200;
+/// Most of our labels kept per container (they are operator input, but bounded all the same).
+const MAX_LABELS: usize = 16;
 
 pub struct DockerRuntime {
     host: Option<String>,
@@ -116,6 +123,36 @@ fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
     (t.timestamp() > 0).then_some(t)
 }
 
+/// Our labels (`healstack.*`), bounded.
+fn our_labels(labels: &HashMap<String, String>) -> std::collections::BTreeMap<String, String> {
+    labels
+        .iter()
+        .filter(|(k, _)| k.starts_with(LABEL_PREFIX) && k.len() <= 64)
+        .map(|(k, v)| (k.clone(), v.chars().take(64).collect()))
+        .take(MAX_LABELS)
+        .collect()
+}
+
+/// The first passing healthcheck of the container's current life, from Docker's short log.
+fn healthy_since(
+    log: &[HealthcheckResult],
+    started_at: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    let started_at = started_at?;
+    let this_life: Vec<(DateTime<Utc>, bool)> = log
+        .iter()
+        .filter_map(|r| Some((parse_time(r.start.as_deref())?, r.exit_code == Some(0))))
+        .filter(|(t, _)| *t >= started_at)
+        .collect();
+    let first_pass = this_life.iter().position(|(_, ok)| *ok)?;
+    if first_pass == 0 && log.len() >= DOCKER_HEALTH_LOG_LEN {
+        // The log is full and passes from its first entry on: the first pass may have aged out
+        // of it, so count from the start (at most a healthcheck interval or two too early).
+        return Some(started_at);
+    }
+    Some(this_life[first_pass].0)
+}
+
 fn label_filter(project: &str, service: Option<&str>) -> HashMap<String, Vec<String>> {
     let mut labels = vec![format!("{PROJECT_LABEL}={project}")];
     if let Some(s) = service {
@@ -156,6 +193,7 @@ impl ContainerRuntime for DockerRuntime {
                     name,
                     project: project.to_string(),
                     service: service.to_string(),
+                    labels: our_labels(&labels),
                 })
             })
             .collect();
@@ -189,17 +227,37 @@ impl ContainerRuntime for DockerRuntime {
             _ => Status::Unknown,
         };
         let started_at = parse_time(state.started_at.as_deref());
-        let became_healthy = state
+        let log = state
             .health
             .as_ref()
-            .and_then(|h| h.log.as_ref())
-            .is_some_and(|log| {
-                log.iter().any(|r| {
-                    r.exit_code == Some(0)
-                        && parse_time(r.start.as_deref())
-                            .zip(started_at)
-                            .is_some_and(|(t, s)| t >= s)
-                })
+            .and_then(|h| h.log.clone())
+            .unwrap_or_default();
+        let healthy_since = healthy_since(&log, started_at);
+        let health_log = log
+            .iter()
+            .rev()
+            .take(DOCKER_HEALTH_LOG_LEN)
+            .rev()
+            .map(|r| HealthProbe {
+                start: parse_time(r.start.as_deref()),
+                exit_code: r.exit_code,
+                output: crate::tools::guard_bounded(
+                    r.output.as_deref().unwrap_or("").trim(),
+                    MAX_PROBE_OUTPUT,
+                ),
+            })
+            .collect();
+        let ip = info
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .and_then(|nets| {
+                let mut names: Vec<&String> = nets.keys().collect();
+                names.sort();
+                names
+                    .into_iter()
+                    .filter_map(|k| nets.get(k)?.ip_address.as_deref())
+                    .find_map(|a| a.parse().ok())
             });
         let health = state.health.and_then(|h| match h.status {
             Some(HealthStatusEnum::STARTING) => Some(Health::Starting),
@@ -237,11 +295,13 @@ impl ContainerRuntime for DockerRuntime {
             oom_killed: state.oom_killed.unwrap_or(false),
             health,
             restart_count: info.restart_count.unwrap_or(0),
-            became_healthy,
+            healthy_since,
+            health_log,
             started_at,
             finished_at: parse_time(state.finished_at.as_deref()),
             memory_limit,
             memory_usage,
+            ip,
         })
     }
 
@@ -257,6 +317,12 @@ impl ContainerRuntime for DockerRuntime {
             .t(timeout_secs as i32)
             .build();
         self.call(|d| async move { d.restart_container(&id, Some(opts)).await })
+            .await
+    }
+
+    async fn unpause(&self, id: &str) -> Result<(), RuntimeError> {
+        let id = id.to_string();
+        self.call(|d| async move { d.unpause_container(&id).await })
             .await
     }
 
@@ -276,6 +342,16 @@ impl ContainerRuntime for DockerRuntime {
             Ok(out)
         })
         .await
+    }
+
+    async fn can_act(&self) -> Result<bool, RuntimeError> {
+        // Docker answers 404 for a container that does not exist when starting is allowed; a
+        // filtering proxy answers 403 when it is not.
+        match self.start("healstack-access-check-does-not-exist").await {
+            Err(RuntimeError::NotFound(_)) | Ok(()) => Ok(true),
+            Err(RuntimeError::Api(m)) if m.starts_with("HTTP 403") => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn compose_project_of(&self, container: &str) -> Result<Option<String>, RuntimeError> {
@@ -301,7 +377,13 @@ impl ContainerRuntime for DockerRuntime {
         filters.insert("type".into(), vec!["container".into()]);
         filters.insert(
             "event".into(),
-            vec!["die".into(), "oom".into(), "health_status".into()],
+            vec![
+                "die".into(),
+                "oom".into(),
+                "health_status".into(),
+                "stop".into(),
+                "pause".into(),
+            ],
         );
         let opts = EventsOptionsBuilder::new().filters(&filters).build();
         let project = project.to_string();
@@ -326,6 +408,8 @@ fn to_event(project: &str, msg: EventMessage) -> Option<RuntimeEvent> {
     let kind = match action.as_str() {
         "die" => EventKind::Die,
         "oom" => EventKind::Oom,
+        "stop" => EventKind::Stop,
+        "pause" => EventKind::Pause,
         a if a.starts_with("health_status") && a.ends_with("unhealthy") => EventKind::Unhealthy,
         _ => return None,
     };
@@ -346,6 +430,7 @@ fn to_event(project: &str, msg: EventMessage) -> Option<RuntimeEvent> {
             name: attrs.get("name").cloned().unwrap_or_default(),
             project: project.to_string(),
             service: attrs.get(SERVICE_LABEL).cloned()?,
+            labels: our_labels(&attrs),
         },
         exit_code: attrs.get("exitCode").and_then(|c| c.parse().ok()),
         time,

@@ -5,11 +5,18 @@
 //! that is [`crate::scope`]'s job, checked before any call reaches this layer.
 
 pub mod docker;
+pub mod memory;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 use serde::Serialize;
+
+/// Labels of ours a container may carry (compose `labels:`), e.g. `healstack.action`.
+pub const LABEL_PREFIX: &str = "healstack.";
 
 /// One container as listed (cheap), before inspection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,6 +26,9 @@ pub struct ContainerRef {
     pub name: String,
     pub project: String,
     pub service: String,
+    /// Only the labels starting with [`LABEL_PREFIX`]: what the operator tells the agent.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Docker's `State.Status`.
@@ -53,42 +63,76 @@ pub struct ReplicaState {
     pub oom_killed: bool,
     pub health: Option<Health>,
     pub restart_count: i64,
-    /// A healthcheck passed since the container last started: it came up and served, so dying
-    /// afterwards is not a crash loop.
-    pub became_healthy: bool,
+    /// When a healthcheck first passed after the container last started (Docker keeps the last
+    /// five probe results: when the first pass after the start has aged out of that log, the
+    /// start itself). `None`: it never passed one in this life, or it has no healthcheck.
+    pub healthy_since: Option<DateTime<Utc>>,
+    /// The last healthcheck results, oldest first (bounded output).
+    pub health_log: Vec<HealthProbe>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     /// Configured memory limit in bytes (0 or None = unlimited).
     pub memory_limit: Option<u64>,
     /// Current memory use in bytes, when a stats call was made and the container runs.
     pub memory_usage: Option<u64>,
+    /// An address on one of its networks, for the agent's own probe of the replica.
+    pub ip: Option<IpAddr>,
+}
+
+/// One healthcheck result as Docker records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthProbe {
+    pub start: Option<DateTime<Utc>>,
+    pub exit_code: Option<i64>,
+    /// The probe's output, bounded.
+    pub output: String,
 }
 
 impl ReplicaState {
-    /// Down in a way the agent heals: not running (exited, dead, created) or running but unhealthy.
-    pub fn needs_healing(&self) -> bool {
-        match self.status {
-            Status::Exited | Status::Dead | Status::Created => true,
-            Status::Running => self.health == Some(Health::Unhealthy),
-            Status::Paused | Status::Restarting | Status::Removing | Status::Unknown => false,
-        }
-    }
-
-    /// Exited because it was asked to ([`is_requested_stop`]) and not OOM-killed.
-    pub fn stopped_on_purpose(&self) -> bool {
-        self.status == Status::Exited && !self.oom_killed && is_requested_stop(self.exit_code)
+    /// Not running: exited or dead.
+    pub fn is_exited(&self) -> bool {
+        matches!(self.status, Status::Exited | Status::Dead)
     }
 
     /// Serving as far as Docker can tell: running, and healthy where a healthcheck exists.
     pub fn is_serving(&self) -> bool {
         self.status == Status::Running && matches!(self.health, None | Some(Health::Healthy))
     }
-}
 
-/// Exit 0, or 143 (SIGTERM, as `docker stop` sends): the container was asked to stop. An OOM
-/// kill or `docker kill` (137) or a crash (any other code) was not.
-pub fn is_requested_stop(exit_code: Option<i64>) -> bool {
-    matches!(exit_code, Some(0) | Some(143))
+    /// How long its last life lasted (until now while it runs).
+    pub fn uptime(&self, now: DateTime<Utc>) -> Option<chrono::Duration> {
+        let start = self.started_at?;
+        let end = if self.status == Status::Running {
+            now
+        } else {
+            self.finished_at?
+        };
+        Some((end - start).max(chrono::Duration::zero()))
+    }
+
+    /// How long it was running and healthy before it failed (until now while it runs): from
+    /// its first passing healthcheck, or from its start when it has no healthcheck.
+    pub fn healthy_for(&self, now: DateTime<Utc>, has_healthcheck: bool) -> chrono::Duration {
+        let since = if has_healthcheck {
+            self.healthy_since
+        } else {
+            self.started_at
+        };
+        let end = if self.status == Status::Running {
+            Some(now)
+        } else {
+            self.finished_at
+        };
+        match (since, end) {
+            (Some(s), Some(e)) => (e - s).max(chrono::Duration::zero()),
+            _ => chrono::Duration::zero(),
+        }
+    }
+
+    /// Whether Docker runs a healthcheck for it (it reported a health status or results).
+    pub fn has_healthcheck(&self) -> bool {
+        self.health.is_some() || !self.health_log.is_empty()
+    }
 }
 
 /// What a container event means for healing.
@@ -98,6 +142,10 @@ pub enum EventKind {
     Die,
     Oom,
     Unhealthy,
+    /// `docker stop` / `docker compose stop`: the container was asked to stop.
+    Stop,
+    /// `docker pause`: requests to it hang from now on.
+    Pause,
 }
 
 /// A container event from the runtime's event stream, already reduced to what the engine needs.
@@ -143,11 +191,18 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn start(&self, id: &str) -> Result<(), RuntimeError>;
     /// Restart a running container (stop with `timeout_secs`, then start).
     async fn restart(&self, id: &str, timeout_secs: u32) -> Result<(), RuntimeError>;
+    /// Unpause a paused container.
+    async fn unpause(&self, id: &str) -> Result<(), RuntimeError>;
     /// The last `lines` lines of stdout+stderr.
     async fn logs_tail(&self, id: &str, lines: usize) -> Result<String, RuntimeError>;
+    /// Whether the agent may change containers at all, without changing any: asks to start a
+    /// container that cannot exist. `Ok(false)` when the daemon (or a proxy in front of it)
+    /// refuses writes: the agent can diagnose, not heal.
+    async fn can_act(&self) -> Result<bool, RuntimeError>;
     /// The compose project label of a container (used to find the agent's own project).
     async fn compose_project_of(&self, container: &str) -> Result<Option<String>, RuntimeError>;
-    /// Container events of `project` (die, oom, unhealthy). The stream ends when the daemon goes away.
+    /// Container events of `project` (die, oom, unhealthy, stop, pause). The stream ends when the
+    /// daemon goes away.
     async fn events(
         &self,
         project: &str,

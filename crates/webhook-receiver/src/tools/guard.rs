@@ -1,6 +1,8 @@
-//! The checks in front of every tool call, and the bounds on what tools return.
+//! Scope in front of every tool call (a name must resolve to a live replica of the run's
+//! service), the tools' errors, and the bounds on what tools return. Whether acting on a replica
+//! is right is [`crate::policy`]'s call.
 
-use crate::runtime::{ContainerRef, Health, ReplicaState, RuntimeError, Status};
+use crate::runtime::{ContainerRef, RuntimeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -10,10 +12,9 @@ pub enum ToolError {
     InvalidArgs { tool: String, reason: String },
     #[error("{0}")]
     OutOfScope(String),
+    /// The policy said no, with its reason.
     #[error("{0}")]
-    NotNeeded(String),
-    #[error("restart budget spent for {name}: {attempts} restarts within the window; it is left alone (crash loop)")]
-    BudgetExhausted { name: String, attempts: u32 },
+    Denied(String),
     #[error("docker: {0}")]
     Runtime(#[from] RuntimeError),
     #[error("run stopped: {0}")]
@@ -44,27 +45,6 @@ pub fn resolve(
         "container {:?} is not a replica of service {service:?} in project {project:?}; this run may only touch: {}",
         bounded(wanted, 128),
         if allowed.is_empty() { "(none)".to_string() } else { allowed.join(", ") }
-    )))
-}
-
-/// A restart is only for replicas that are down or unhealthy: never for one that serves.
-pub fn needs_restart(s: &ReplicaState) -> Result<(), ToolError> {
-    if s.needs_healing() {
-        return Ok(());
-    }
-    let why = match (s.status, s.health) {
-        (Status::Running, Some(Health::Starting)) => {
-            "is starting (healthcheck pending); give it time"
-        }
-        (Status::Running, _) => "is running and healthy",
-        (Status::Restarting, _) => "is already restarting",
-        (Status::Paused, _) => "is paused by an operator",
-        (Status::Removing, _) => "is being removed",
-        _ => "is in an unknown state",
-    };
-    Err(ToolError::NotNeeded(format!(
-        "{} {why}; not restarting it",
-        s.container.name
     )))
 }
 
@@ -102,6 +82,7 @@ mod tests {
             name: name.into(),
             project: "p".into(),
             service: "webapp".into(),
+            labels: Default::default(),
         }
     }
 

@@ -1,162 +1,118 @@
 //! The healing tools, bound to one run of one service.
 //!
 //! The runbook calls the typed methods; the LLM loop reaches the same methods through
-//! [`ToolExecutor`]. Either way every call passes the same guard first: the container must be a live
-//! replica of the run's service in the agent's project, a restart must be needed and within budget,
-//! and in dry-run mode nothing is changed. Tool failures are values (the model sees them), not aborts.
-//! Every call lands on the run's timeline.
+//! [`ToolExecutor`]. Every call resolves its target among the live replicas of the run's service
+//! (scope), every action passes [`crate::policy::check`] first, and everything lands on the run's
+//! [`RunRecord`]. Tool failures are values (the model sees them), not aborts.
 
-mod guard;
+pub mod guard;
+pub mod record;
 mod specs;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 pub use guard::{bounded as guard_bounded, ToolError};
+pub use record::{Acted, GaveUp, Recurrence, RunRecord};
 pub use specs::{tool_names, tool_specs};
 
-use crate::budget::{BudgetDecision, RestartBudget};
-use crate::incidents::{ActionRecord, ReplicaDiagnosis};
+use crate::context::Context;
+use crate::diagnosis::{self, diagnose, Depth, Evidence, Observation, ProbeOutcome};
+use crate::incidents::{ActionKind, ActionLevel, EscalationReason, FailureClass, ReplicaDiagnosis};
 use crate::llm::{ToolExecutor, ToolOutcome, ToolSpec};
-use crate::metrics::Metrics;
-use crate::runtime::{ContainerRef, ContainerRuntime, ReplicaState, Status};
+use crate::policy::{self, Actor, Verdict};
+use crate::runtime::{ContainerRef, ReplicaState, Status};
 
 /// Bounds on what a tool hands back, so outputs stay small whatever the containers say.
 pub const MAX_REPLICAS_LISTED: usize = 50;
 pub const MAX_LOG_LINES: usize = 100;
 pub const MAX_LOG_BYTES: usize = 4000;
-/// Restarts (including denied attempts) one run may ask for, per replica, before the run is stopped.
-const MAX_ACTIONS_PER_REPLICA: usize = 3;
-
-/// One GET of the service's health URL: `ok` (true when no URL is configured) and what to record.
-pub struct Probe {
-    pub ok: bool,
-    pub detail: Value,
-}
-
-/// Who asked for a tool call, for the timeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Actor {
-    Runbook,
-    Llm,
-    Agent,
-}
-
-impl Actor {
-    fn as_str(self) -> &'static str {
-        match self {
-            Actor::Runbook => "runbook",
-            Actor::Llm => "llm",
-            Actor::Agent => "agent",
-        }
-    }
-}
-
-/// What the tools share across runs.
-pub struct ToolContext {
-    pub runtime: Arc<dyn ContainerRuntime>,
-    pub budget: Arc<RestartBudget>,
-    pub metrics: Metrics,
-    pub http: reqwest::Client,
-    /// The service-level health URL (through the load balancer); `None` skips that check.
-    pub health_url: Option<String>,
-    pub dry_run: bool,
-    /// Container ids the agent is restarting right now: their `die` events are its own doing.
-    pub own_restarts: Mutex<HashSet<String>>,
-}
+/// Stop timeout when restarting a running replica: a hung process will not exit on SIGTERM, and
+/// every second here is a second of outage.
+const RESTART_STOP_TIMEOUT_SECS: u32 = 2;
+/// How often a replica's own verification polls Docker.
+const POLL: Duration = Duration::from_millis(200);
 
 /// One run's tools.
 pub struct Toolbox {
-    ctx: Arc<ToolContext>,
+    ctx: Arc<Context>,
     project: String,
     service: String,
-    timeline: Mutex<Vec<ActionRecord>>,
-    touched: Mutex<HashSet<String>>,
-    restarted: Mutex<Vec<ContainerRef>>,
-    gave_up: Mutex<Vec<String>>,
-    attempts: Mutex<usize>,
-    /// Leave replicas that were stopped on purpose alone (runs triggered by Docker events only).
-    respect_stops: bool,
+    level: ActionLevel,
+    /// The replicas this run may act on.
+    claimed: Vec<String>,
+    record: Arc<RunRecord>,
+    /// Probes of the run's observation, by container id and start, reused when acting on the
+    /// same life of a replica (a hung replica costs seconds to probe).
+    probes: HashMap<(String, Option<DateTime<Utc>>), ProbeOutcome>,
 }
 
 impl Toolbox {
-    pub fn new(ctx: Arc<ToolContext>, project: &str, service: &str) -> Self {
+    pub fn new(
+        ctx: Arc<Context>,
+        project: &str,
+        service: &str,
+        claimed: Vec<String>,
+        record: Arc<RunRecord>,
+        observation: &Observation,
+    ) -> Self {
+        let probes = observation
+            .replicas
+            .iter()
+            .filter_map(|o| {
+                let p = o.probe.clone()?;
+                Some(((o.state.container.id.clone(), o.state.started_at), p))
+            })
+            .collect();
         Toolbox {
             ctx,
             project: project.to_string(),
             service: service.to_string(),
-            timeline: Mutex::new(Vec::new()),
-            touched: Mutex::new(HashSet::new()),
-            restarted: Mutex::new(Vec::new()),
-            gave_up: Mutex::new(Vec::new()),
-            attempts: Mutex::new(0),
-            respect_stops: false,
+            level: observation.level,
+            claimed,
+            record,
+            probes,
         }
-    }
-
-    /// For runs that only Docker events asked for: a replica stopped on purpose (`docker compose
-    /// stop`/`down`, an operator) is not theirs to undo. An alert about the missing replica,
-    /// which starts a run without this, heals it.
-    pub fn respecting_stops(mut self) -> Self {
-        self.respect_stops = true;
-        self
-    }
-
-    /// Whether this run heals `s`: it needs healing, and was not stopped on purpose when the
-    /// run respects stops. The engine, the runbook and the guard all use this one rule.
-    pub fn should_heal(&self, s: &ReplicaState) -> bool {
-        s.needs_healing() && !(self.respect_stops && s.stopped_on_purpose())
     }
 
     pub fn service(&self) -> &str {
         &self.service
     }
 
-    pub fn context(&self) -> &Arc<ToolContext> {
+    pub fn context(&self) -> &Arc<Context> {
         &self.ctx
     }
 
-    /// Containers this run started or restarted.
-    pub fn restarted(&self) -> Vec<ContainerRef> {
-        self.restarted.lock().expect("lock").clone()
+    pub fn record(&self) -> &Arc<RunRecord> {
+        &self.record
     }
 
-    /// Replicas whose restart budget was spent during this run.
-    pub fn gave_up(&self) -> Vec<String> {
-        self.gave_up.lock().expect("lock").clone()
+    /// The replicas this run may act on.
+    pub fn claimed(&self) -> &[String] {
+        &self.claimed
     }
 
-    pub fn take_timeline(&self) -> Vec<ActionRecord> {
-        std::mem::take(&mut *self.timeline.lock().expect("lock"))
-    }
-
+    /// A bookkeeping step of the agent's own on the timeline.
     pub fn note(&self, action: &str, target: Option<&str>, result: &str, detail: Value) {
-        self.push(Actor::Agent, action, target, Value::Null, result, detail);
+        self.record.push(
+            self.ctx.clock.now(),
+            Actor::Agent,
+            action,
+            target,
+            Value::Null,
+            result,
+            detail,
+        );
     }
 
-    fn push(
-        &self,
-        by: Actor,
-        action: &str,
-        target: Option<&str>,
-        args: Value,
-        result: &str,
-        detail: Value,
-    ) {
-        self.timeline.lock().expect("lock").push(ActionRecord {
-            at: Utc::now(),
-            action: action.to_string(),
-            target: target.map(str::to_string),
-            args,
-            result: result.to_string(),
-            detail,
-            by: by.as_str().to_string(),
-        });
+    /// Live state of the service, diagnosed.
+    pub async fn observe(&self, depth: Depth) -> Result<Observation, ToolError> {
+        Ok(diagnosis::observe(&self.ctx, &self.project, &self.service, depth).await?)
     }
 
     /// Live replicas of the run's service: the only containers any tool may touch.
@@ -164,76 +120,57 @@ impl Toolbox {
         Ok(self.ctx.runtime.list(&self.project, &self.service).await?)
     }
 
-    /// Live state of every replica, sorted by name: what the engine, the runbook and the
-    /// verification poll. No memory reading: `docker stats` is slow on a loaded daemon, and
-    /// this is on the path to recovery.
-    pub async fn observe(&self) -> Result<Vec<ReplicaState>, ToolError> {
-        self.observe_inner(false).await
-    }
-
-    /// As [`Toolbox::observe`], with each running replica's memory use (for diagnosis tools).
-    pub async fn observe_with_memory(&self) -> Result<Vec<ReplicaState>, ToolError> {
-        self.observe_inner(true).await
-    }
-
-    async fn observe_inner(&self, memory: bool) -> Result<Vec<ReplicaState>, ToolError> {
-        let refs = self.replicas().await?;
-        let states = futures_util::future::join_all(
-            refs.iter().map(|r| self.ctx.runtime.inspect(r, memory)),
-        )
-        .await;
-        let mut out = Vec::with_capacity(states.len());
-        for s in states {
-            match s {
-                Ok(s) => out.push(s),
-                // Removed between list and inspect: it is no longer ours to heal.
-                Err(crate::runtime::RuntimeError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(out)
+    async fn resolve(&self, name: &str) -> Result<ContainerRef, ToolError> {
+        guard::resolve(&self.replicas().await?, name, &self.service, &self.project)
     }
 
     /// `list_webapp_status`.
     pub async fn list_status(&self, by: Actor) -> Result<Value, ToolError> {
-        let result = self.observe_with_memory().await.map(|states| {
-            let total = states.len();
-            let needs = states.iter().filter(|s| s.needs_healing()).count();
-            let running = states
-                .iter()
-                .filter(|s| s.status == Status::Running)
-                .count();
-            let replicas: Vec<Value> = states
+        let depth = Depth {
+            memory: true,
+            ..Depth::FULL
+        };
+        let result = self.observe(depth).await.map(|obs| {
+            let total = obs.replicas.len();
+            let replicas: Vec<Value> = obs
+                .replicas
                 .iter()
                 .take(MAX_REPLICAS_LISTED)
-                .map(|s| serde_json::to_value(diagnose(s)).expect("serialises"))
+                .map(|o| {
+                    let mut v = serde_json::to_value(&o.diagnosis).expect("diagnosis serialises");
+                    v["in_this_run"] = json!(self.claimed.contains(&o.diagnosis.name));
+                    v
+                })
                 .collect();
             json!({
                 "service": self.service,
                 "replicas": replicas,
                 "total": total,
-                "running": running,
-                "needs_healing": needs,
+                "running": obs.replicas.iter().filter(|o| o.state.status == Status::Running).count(),
+                "needs_healing": obs.replicas.iter().filter(|o| o.diagnosis.needs_healing).count(),
+                "service_url": obs.service_probe,
                 "truncated": total > MAX_REPLICAS_LISTED,
             })
         });
         self.finish(by, "list_webapp_status", None, Value::Null, result)
     }
 
-    /// `restart_container`: start a stopped replica, restart an unhealthy one.
-    pub async fn restart(&self, name: &str, by: Actor) -> Result<Value, ToolError> {
-        let result = self.restart_inner(name).await;
+    /// `restart_container`: the action the replica's class allows (start an exited replica,
+    /// unpause a paused one, restart a running one that is unhealthy or hung), if the policy
+    /// allows it now. For the model, the replica's own verification comes with the result.
+    pub async fn act(&self, name: &str, by: Actor) -> Result<Value, ToolError> {
+        let result = self.act_inner(name, by).await;
         let metric = match &result {
-            Ok(_) => "ok",
-            Err(ToolError::Runtime(_)) => "error",
-            Err(_) => "denied",
+            Ok(v) if v.get("dry_run").is_some() => None,
+            Ok(_) => Some("ok"),
+            Err(ToolError::Runtime(_)) => Some("error"),
+            Err(_) => Some("denied"),
         };
-        // A dry run changes nothing, so it counts as no restart at all.
-        if !self.ctx.dry_run || result.is_err() {
+        if let Some(m) = metric {
             self.ctx
                 .metrics
                 .restarts
-                .with_label_values(&[self.service.as_str(), metric])
+                .with_label_values(&[self.service.as_str(), m])
                 .inc();
         }
         self.finish(
@@ -245,158 +182,222 @@ impl Toolbox {
         )
     }
 
-    async fn restart_inner(&self, name: &str) -> Result<Value, ToolError> {
-        let replicas = self.replicas().await?;
-        {
-            let mut attempts = self.attempts.lock().expect("lock");
-            *attempts += 1;
-            if *attempts > MAX_ACTIONS_PER_REPLICA * replicas.len().max(1) {
-                return Err(ToolError::Stop(
-                    "too many restart requests in one run".into(),
-                ));
-            }
+    async fn act_inner(&self, name: &str, by: Actor) -> Result<Value, ToolError> {
+        let requests = self.record.count_request(by);
+        if let Some(Verdict::Stop(reason)) = policy::request_cap(by, requests, self.claimed.len()) {
+            return Err(ToolError::Stop(reason));
         }
-        let target = guard::resolve(&replicas, name, &self.service, &self.project)?;
+        let target = self.resolve(name).await?;
         let state = self.ctx.runtime.inspect(&target, false).await?;
-        guard::needs_restart(&state)?;
-        if self.respect_stops && state.stopped_on_purpose() {
-            return Err(ToolError::NotNeeded(format!(
-                "{} was stopped on purpose (exit {}); this run leaves it alone (an alert heals it if it stays missing)",
-                target.name,
-                state.exit_code.unwrap_or_default()
-            )));
+        let now = self.ctx.clock.now();
+        let diag = self.diagnose_live(&state, now).await;
+        let healthy_for = state
+            .healthy_for(now, state.has_healthcheck())
+            .to_std()
+            .unwrap_or_default();
+        if diag.action != ActionKind::None
+            && self.ctx.budget.reset_if_stable(&target.name, healthy_for)
+        {
+            tracing::debug!(container = %target.name, healthy_s = healthy_for.as_secs(), "ran healthy for the stable period before failing; fresh restart budget");
         }
-        if !self.touched.lock().expect("lock").insert(target.id.clone()) {
-            return Ok(
-                json!({ "name": target.name, "action": "none", "note": "already restarted in this run" }),
-            );
+        let crash_tries = self
+            .ctx
+            .history
+            .count(&target.name, FailureClass::CrashedOnStart, now);
+        let budget = self.ctx.budget.check(&target.name, now);
+        let verdict = policy::check(&policy::Request {
+            actor: by,
+            diagnosis: &diag,
+            level: self.level,
+            claimed: self.claimed.contains(&target.name),
+            already_acted: self.record.has_acted_on(&target.id),
+            requests,
+            replicas: self.claimed.len(),
+            crash_tries,
+            max_crash_tries: self.ctx.history.policy().crash_on_start_tries,
+            budget: budget.clone(),
+        });
+        let (action, wait, attempt) = match verdict {
+            Verdict::Stop(reason) => return Err(ToolError::Stop(reason)),
+            Verdict::Deny { reason, give_up } => {
+                if let Some(why) = give_up {
+                    self.record.give_up(GaveUp {
+                        name: target.name.clone(),
+                        reason: why,
+                        detail: escalation_detail(&diag, why),
+                        count: give_up_count(why, crash_tries, &budget),
+                    });
+                }
+                return Err(ToolError::Denied(reason));
+            }
+            Verdict::Allow {
+                action,
+                wait,
+                attempt,
+            } => (action, wait, attempt),
+        };
+        if !wait.is_zero() {
+            tracing::info!(container = %target.name, wait_ms = wait.as_millis() as u64, "restart backoff");
+            tokio::time::sleep(wait).await;
         }
         if self.ctx.dry_run {
-            return Ok(
-                json!({ "name": target.name, "action": "none", "dry_run": true,
-                              "would": if state.status == Status::Running { "restart" } else { "start" } }),
-            );
+            return Ok(json!({
+                "name": target.name, "class": diag.class, "action": "none",
+                "dry_run": true, "would": action,
+            }));
         }
-        // Did the replica's last run come up (healthy) or last a while? Then this is no crash loop.
-        let uptime = match (state.started_at, state.finished_at) {
-            (Some(start), Some(end)) if state.status != Status::Running => end - start,
-            (Some(start), _) => Utc::now() - start,
-            _ => chrono::Duration::zero(),
+        let done = match action {
+            ActionKind::Start => self.ctx.runtime.start(&target.id).await,
+            ActionKind::Unpause => self.ctx.runtime.unpause(&target.id).await,
+            ActionKind::Restart => self.restart_running(&target).await,
+            ActionKind::None => unreachable!("the policy never allows no action"),
         };
-        let healthy_for = match state.became_healthy {
-            true => uptime.to_std().unwrap_or_default(),
-            false => Duration::ZERO,
-        };
-        if self.ctx.budget.reset_if_stable(&target.name, healthy_for) {
-            tracing::debug!(container = %target.name, uptime_s = uptime.num_seconds(), "came up and served before failing; fresh restart budget");
-        }
-        let attempt = match self.ctx.budget.check(&target.name, Utc::now()) {
-            BudgetDecision::Exhausted { attempts } => {
-                self.gave_up.lock().expect("lock").push(target.name.clone());
-                return Err(ToolError::BudgetExhausted {
-                    name: target.name.clone(),
-                    attempts,
-                });
-            }
-            BudgetDecision::Allowed { wait, attempt } => {
-                if !wait.is_zero() {
-                    tracing::info!(container = %target.name, wait_ms = wait.as_millis() as u64, "restart backoff");
-                    tokio::time::sleep(wait).await;
-                }
-                attempt
-            }
-        };
-        self.ctx
-            .budget
-            .record(&self.service, &target.name, Utc::now());
-        let action = if state.status == Status::Running {
-            self.ctx
-                .own_restarts
-                .lock()
-                .expect("lock")
-                .insert(target.id.clone());
-            let r = self.ctx.runtime.restart(&target.id, 5).await;
-            let ctx = self.ctx.clone();
-            let id = target.id.clone();
-            // Forget the id once its die event has had time to arrive.
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(15)).await;
-                ctx.own_restarts.lock().expect("lock").remove(&id);
+        let at = self.ctx.clock.now();
+        done?;
+        self.record.confirm(Acted {
+            container: target.clone(),
+            action,
+            class: diag.class,
+            at,
+            by,
+        });
+        self.ctx.budget.record(&self.service, &target.name, at);
+        if let Some(count) = self.ctx.history.record(&target.name, diag.class, at) {
+            self.record.recur(Recurrence {
+                name: target.name.clone(),
+                class: diag.class,
+                count,
             });
-            r?;
-            "restarted"
-        } else {
-            self.ctx.runtime.start(&target.id).await?;
-            "started"
-        };
-        self.restarted.lock().expect("lock").push(target.clone());
-        tracing::info!(container = %target.name, action, attempt, "replica restarted");
-        Ok(json!({
+        }
+        tracing::info!(container = %target.name, action = action.as_str(), class = diag.class.as_str(), attempt, by = by.as_str(), "replica acted on");
+        let mut out = json!({
             "name": target.name,
             "action": action,
-            "previous_status": state.status,
-            "exit_code": state.exit_code,
-            "oom_killed": state.oom_killed,
+            "class": diag.class,
+            "previous_status": diag.status,
+            "exit_code": diag.exit_code,
+            "oom_killed": diag.oom_killed,
             "attempt": attempt,
             "budget": self.ctx.budget.policy().max_restarts,
-        }))
+        });
+        if by == Actor::Llm {
+            out["verification"] = self.wait_serving(&target, at).await;
+        }
+        Ok(out)
+    }
+
+    /// Restarts a running replica, marking the events of the restart as the agent's own until
+    /// the container's new start.
+    async fn restart_running(
+        &self,
+        target: &ContainerRef,
+    ) -> Result<(), crate::runtime::RuntimeError> {
+        self.ctx.own.begin(&target.id, self.ctx.clock.now());
+        let r = self
+            .ctx
+            .runtime
+            .restart(&target.id, RESTART_STOP_TIMEOUT_SECS)
+            .await;
+        let new_start = match &r {
+            Ok(()) => self
+                .ctx
+                .runtime
+                .inspect(target, false)
+                .await
+                .ok()
+                .and_then(|s| s.started_at),
+            Err(_) => None,
+        };
+        self.ctx.own.end(
+            &target.id,
+            new_start.unwrap_or_else(|| self.ctx.clock.now()),
+        );
+        r
+    }
+
+    /// The diagnosis of `state` now, reusing the run's probe of the same life of the replica.
+    async fn diagnose_live(&self, state: &ReplicaState, now: DateTime<Utc>) -> ReplicaDiagnosis {
+        let probe = if state.status == Status::Running {
+            match self
+                .probes
+                .get(&(state.container.id.clone(), state.started_at))
+            {
+                Some(p) => Some(p.clone()),
+                None => diagnosis::probe_replica(&self.ctx, state).await,
+            }
+        } else {
+            None
+        };
+        diagnose(Evidence {
+            state,
+            probe: probe.as_ref(),
+            stop_seen_at: self.ctx.stops.get(&state.container.id),
+            daemon_outage: state
+                .finished_at
+                .is_some_and(|f| self.ctx.outages.covers(f)),
+            logs_tail: Vec::new(),
+            now,
+            stable_after: self.ctx.stable_after,
+        })
+    }
+
+    /// Polls one replica until it serves again, dies again, or the time is up.
+    async fn wait_serving(&self, target: &ContainerRef, acted_at: DateTime<Utc>) -> Value {
+        let deadline = tokio::time::Instant::now() + self.ctx.verify_timeout;
+        loop {
+            let state = match self.ctx.runtime.inspect(target, false).await {
+                Ok(s) => s,
+                Err(e) => return json!({ "serving": false, "error": e.to_string() }),
+            };
+            let summary = |serving: bool| {
+                json!({
+                    "serving": serving,
+                    "status": diagnosis::status_str(state.status),
+                    "health": state.health.map(|h| format!("{h:?}").to_lowercase()),
+                })
+            };
+            if state.is_serving() {
+                return summary(true);
+            }
+            if state.is_exited() && state.finished_at.is_some_and(|f| f >= acted_at) {
+                let mut v = summary(false);
+                v["exit_code"] = json!(state.exit_code);
+                v["note"] = json!("it exited again after the action");
+                return v;
+            }
+            if tokio::time::Instant::now() + POLL > deadline {
+                let mut v = summary(false);
+                v["note"] = json!("not serving yet when the wait ended");
+                return v;
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// `check_webapp_health`: the service through its load balancer, and how many replicas serve.
     pub async fn check_health(&self, by: Actor) -> Result<Value, ToolError> {
-        let result = async {
-            let states = self.observe().await?;
-            let serving = states.iter().filter(|s| s.is_serving()).count();
-            let http = self.probe_url().await;
-            Ok(json!({
-                "healthy": http.ok && serving == states.len() && !states.is_empty(),
+        let depth = Depth {
+            service: true,
+            ..Depth::STATE_ONLY
+        };
+        let result = self.observe(depth).await.map(|obs| {
+            let serving = obs.replicas.iter().filter(|o| o.state.is_serving()).count();
+            let url_ok = obs.service_probe.as_ref().is_none_or(|p| p.ok);
+            json!({
+                "healthy": url_ok && serving == obs.replicas.len() && !obs.replicas.is_empty(),
                 "replicas_serving": serving,
-                "replicas_total": states.len(),
-                "http": http.detail,
-            }))
-        }
-        .await;
+                "replicas_total": obs.replicas.len(),
+                "http": obs.service_probe,
+            })
+        });
         self.finish(by, "check_webapp_health", None, Value::Null, result)
-    }
-
-    /// GET the health URL once; `None` when no URL is configured.
-    pub async fn probe_url(&self) -> Probe {
-        let Some(url) = self.ctx.health_url.as_deref() else {
-            return Probe {
-                ok: true,
-                detail: Value::Null,
-            };
-        };
-        let started = Instant::now();
-        let r = self
-            .ctx
-            .http
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await;
-        let ms = started.elapsed().as_millis() as u64;
-        let (ok, detail) = match r {
-            Ok(resp) => {
-                let ok = resp.status().is_success();
-                (
-                    ok,
-                    json!({ "url": url, "status": resp.status().as_u16(), "ok": ok, "latency_ms": ms }),
-                )
-            }
-            Err(e) => (
-                false,
-                json!({ "url": url, "ok": false, "error": guard::bounded(&e.to_string(), 200), "latency_ms": ms }),
-            ),
-        };
-        Probe { ok, detail }
     }
 
     /// `get_container_logs`: the last lines of one replica, bounded.
     pub async fn logs(&self, name: &str, lines: usize, by: Actor) -> Result<Value, ToolError> {
         let lines = lines.clamp(1, MAX_LOG_LINES);
         let result = async {
-            let target = guard::resolve(&self.replicas().await?, name, &self.service, &self.project)?;
+            let target = self.resolve(name).await?;
             let text = self.ctx.runtime.logs_tail(&target.id, lines).await?;
             Ok(json!({ "name": target.name, "lines": lines, "logs": guard::bounded_tail(&text, MAX_LOG_BYTES) }))
         }
@@ -410,16 +411,13 @@ impl Toolbox {
         )
     }
 
-    /// `inspect_container`: the diagnosis of one replica.
+    /// `inspect_container`: the diagnosis of one replica, with its memory use.
     pub async fn inspect(&self, name: &str, by: Actor) -> Result<Value, ToolError> {
         let result = async {
-            let target =
-                guard::resolve(&self.replicas().await?, name, &self.service, &self.project)?;
+            let target = self.resolve(name).await?;
             let state = self.ctx.runtime.inspect(&target, true).await?;
-            Ok(json!({
-                "replica": diagnose(&state),
-                "started_at": state.started_at,
-            }))
+            let diag = self.diagnose_live(&state, self.ctx.clock.now()).await;
+            Ok(json!({ "replica": diag, "in_this_run": self.claimed.contains(&target.name) }))
         }
         .await;
         self.finish(
@@ -444,6 +442,7 @@ impl Toolbox {
             Err(ToolError::Stop(_)) => "stop",
             Err(_) => "error",
         };
+        // The one place model tool calls are counted.
         if by == Actor::Llm {
             self.ctx
                 .metrics
@@ -455,34 +454,64 @@ impl Toolbox {
             Ok(v) => v.clone(),
             Err(e) => json!({ "error": e.to_string() }),
         };
-        self.push(by, tool, target, args, outcome, detail);
+        self.record.push(
+            self.ctx.clock.now(),
+            by,
+            tool,
+            target,
+            args,
+            outcome,
+            detail,
+        );
         result
     }
 }
 
-/// A replica's state as recorded in incidents and shown to the model.
-pub fn diagnose(s: &ReplicaState) -> ReplicaDiagnosis {
-    ReplicaDiagnosis {
-        name: s.container.name.clone(),
-        status: serde_json::to_value(s.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
-        exit_code: s.exit_code,
-        oom_killed: s.oom_killed,
-        health: s
-            .health
-            .and_then(|h| serde_json::to_value(h).ok())
-            .and_then(|v| v.as_str().map(str::to_string)),
-        restart_count: s.restart_count,
-        finished_at: if s.status == Status::Running {
-            None
-        } else {
-            s.finished_at
-        },
-        memory_usage_bytes: s.memory_usage,
-        memory_limit_bytes: s.memory_limit,
-        needs_healing: s.needs_healing(),
+/// How many attempts led to giving up.
+pub fn give_up_count(
+    why: EscalationReason,
+    crash_tries: u32,
+    budget: &crate::budget::BudgetDecision,
+) -> u32 {
+    match (why, budget) {
+        (EscalationReason::CrashOnStart, _) => crash_tries,
+        (_, crate::budget::BudgetDecision::Exhausted { attempts }) => *attempts,
+        _ => 1,
+    }
+}
+
+/// What a human needs to know about a replica the agent gives up on.
+pub fn escalation_detail(d: &ReplicaDiagnosis, why: EscalationReason) -> String {
+    let tail: Vec<&str> = d
+        .logs_tail
+        .iter()
+        .rev()
+        .take(5)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    let logs = if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; last log lines: {}", tail.join(" | "))
+    };
+    let code = d
+        .exit_code
+        .map(|c| format!("exit code {c}, "))
+        .unwrap_or_default();
+    match why {
+        EscalationReason::CrashOnStart => format!(
+            "{} crashes on every start ({code}{}){logs}: fix its configuration or image, then POST /reset?replica={}",
+            d.name, d.reason, d.name
+        ),
+        EscalationReason::BudgetSpent => format!(
+            "{} keeps failing ({code}class {}): its restart budget is spent{logs}",
+            d.name,
+            d.class.as_str()
+        ),
+        EscalationReason::Recurrence | EscalationReason::OutOfScope => {
+            format!("{}: {}{logs}", d.name, d.reason)
+        }
     }
 }
 
@@ -495,23 +524,21 @@ impl ToolExecutor for Toolbox {
     async fn call(&self, name: &str, args: &Value) -> ToolOutcome {
         let result = match specs::parse_call(name, args) {
             Err(e) => {
-                self.ctx
-                    .metrics
-                    .tool_calls
-                    .with_label_values(&["unknown", "error"])
-                    .inc();
-                self.push(
+                let tool = if tool_names().contains(&name) {
+                    name
+                } else {
+                    "unknown"
+                };
+                self.finish(
                     Actor::Llm,
-                    "invalid_call",
+                    tool,
                     None,
                     json!({ "tool": guard::bounded(name, 64), "args": args }),
-                    "error",
-                    json!({ "error": e.to_string() }),
-                );
-                Err(e)
+                    Err(e),
+                )
             }
             Ok(specs::Call::ListStatus) => self.list_status(Actor::Llm).await,
-            Ok(specs::Call::Restart { name }) => self.restart(&name, Actor::Llm).await,
+            Ok(specs::Call::Restart { name }) => self.act(&name, Actor::Llm).await,
             Ok(specs::Call::CheckHealth) => self.check_health(Actor::Llm).await,
             Ok(specs::Call::Logs { name, lines }) => self.logs(&name, lines, Actor::Llm).await,
             Ok(specs::Call::Inspect { name }) => self.inspect(&name, Actor::Llm).await,

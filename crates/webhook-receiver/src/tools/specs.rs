@@ -36,15 +36,19 @@ pub fn tool_specs() -> Vec<ToolSpec> {
     vec![
         ToolSpec {
             name: LIST.into(),
-            description: "List every replica of the service being healed: name, status, exit code, \
-                          oom_killed, health, restart count, memory use and limit, needs_healing."
+            description: "List every replica of the service being healed with its diagnosis: status, exit code, \
+                          oom_killed, health, restart count, memory use and limit, class (the kind of failure), \
+                          action (what may be done to it), reason, and whether it is part of this run."
                 .into(),
             parameters: no_args(),
         },
         ToolSpec {
             name: RESTART.into(),
-            description: "Start a stopped replica or restart an unhealthy one. Refused for replicas that \
-                          serve, for containers outside the service, and when the replica's restart budget is spent."
+            description: "Heal one replica with the action its diagnosis allows: start an exited one, unpause a \
+                          paused one, restart a running one that is unhealthy or hung. Returns once the replica serves \
+                          again (or not), with that verification. Refused for replicas that serve or were stopped on \
+                          purpose, for containers outside the service, for replicas that crash on every start, and \
+                          when the replica's restart budget is spent."
                 .into(),
             parameters: json!({ "type": "object", "properties": { "name": name_arg() }, "required": ["name"] }),
         },

@@ -324,6 +324,9 @@ pub async fn spawn_agent_with(project: &str, extra: &[&str], secrets: Secrets) -
         "100".into(),
         "--verify-timeout-secs".into(),
         "20".into(),
+        // Tests decide when the agent looks (the start-up reconcile still happens).
+        "--reconcile-interval".into(),
+        "0s".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut cli = Cli::try_parse_from(&args).expect("test flags parse");
@@ -382,6 +385,11 @@ impl Agent {
     }
 
     /// Waits until the engine has no run queued or in flight.
+    /// Waits for the start-up reconcile to be done (before a test injects its fault).
+    pub async fn started(&self) {
+        self.settle().await;
+    }
+
     pub async fn settle(&self) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(

@@ -3,30 +3,9 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use super::*;
-use crate::incidents::{Mode, Outcome, TriggerKind};
 
-/// The one place that builds a record (update it when the record grows fields).
 fn incident(id: &str) -> Incident {
-    let now = Utc::now();
-    Incident {
-        id: id.into(),
-        service: "webapp".into(),
-        project: "p".into(),
-        trigger: TriggerKind::Alert,
-        triggers: vec![],
-        mode: Mode::Runbook,
-        outcome: Outcome::Healed,
-        started_at: now,
-        resolved_at: Some(now),
-        mttr_seconds: Some(1.5),
-        run_started_at: now,
-        run_seconds: 0.5,
-        diagnosis: vec![],
-        timeline: vec![],
-        llm: None,
-        fallback_reason: None,
-        summary: "restarted app-webapp-1".into(),
-    }
+    Incident::sample(id)
 }
 
 fn tempdir(tag: &str) -> PathBuf {

@@ -214,7 +214,11 @@ async fn parallel_calls_run_concurrently_and_are_answered_in_order() {
         "{text}"
     );
     assert!(text.contains(r#"healing_llm_tokens_total{kind="prompt",provider="gemini"} 200"#));
-    assert!(text.contains(r#"healing_tool_calls_total{outcome="ok",tool="restart_container"} 2"#));
+    // Calls that reach the tools are counted by the tools (each call once); the loop does not.
+    assert!(
+        text.contains(r#"healing_tool_calls_total{outcome="ok",tool="restart_container"} 0"#),
+        "{text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
