@@ -262,9 +262,8 @@ impl Engine {
                 .set(open as i64);
         }
         tracing::info!(id = %incident.id, service = %incident.service, outcome = incident.outcome.as_str(), class = incident.class.as_str(), mode = incident.mode.as_str(), summary = %incident.summary, "incident recorded");
-        if let Err(e) = self.inner.incidents.append(incident).await {
-            tracing::error!(error = %e, "could not append to the incident log");
-        }
+        // A failed append is logged, counted and kept for the next write by the store itself.
+        let _ = self.inner.incidents.append(incident).await;
     }
 
     /// Schedules a retry of `service` after its current backoff (doubling up to the maximum).
