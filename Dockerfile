@@ -5,8 +5,8 @@
 # - Any platform: builds for the architecture it runs on (x86_64 or arm64: a laptop, a
 #   server, `docker buildx build --platform`), as a static glibc binary.
 # - Cached: the dependencies compile in a layer of their own, from the manifests alone, and
-#   are rebuilt only when Cargo.toml or Cargo.lock change (the legacy builder has no cache
-#   mounts, so a layer it is).
+#   are rebuilt only when Cargo.toml or Cargo.lock change. A layer, not RUN --mount caches:
+#   those need BuildKit, and Docker's legacy builder must build this too.
 # - The result is FROM scratch: /app, a CA bundle (the agent calls HTTPS LLM APIs), and
 #   /data owned by the unprivileged user it runs as (uid 10001), so a fresh named volume
 #   mounted there is writable. Healthchecks run `/app healthcheck`: no shell needed.

@@ -135,19 +135,21 @@ def main(argv):
         panel = panel_by_title(dash, title)
         for target in panel["targets"]:
             for series in query_range(args.prometheus, substitute(target["expr"], variables), start, end, step):
-                # The `or vector(0)` fallback (no failures yet) has no labels: Grafana shows it
-                # as an unnamed zero line; here it is left out.
-                if not series["metric"] and "{{" in (target.get("legendFormat") or ""):
-                    continue
+                # The `or vector(0)` fallback (nothing counted at that time) has no labels:
+                # Grafana shows an unnamed zero line; here it is a thin grey "(none)".
+                fallback = not series["metric"] and "{{" in (target.get("legendFormat") or "")
                 xs = [rel(float(t)) for t, _ in series["values"]]
                 ys = [float(v) for _, v in series["values"]]
                 if unit == "MiB":
                     ys = [y / 2**20 for y in ys]
-                label = legend(target.get("legendFormat"), series["metric"])
+                label = "(none)" if fallback else legend(target.get("legendFormat"), series["metric"])
                 style = {"drawstyle": "steps-post"} if title == "Replicas up" else {}
+                if fallback:
+                    style.update(color="lightgray", linewidth=0.8)
                 if label in ("limit", "expected (most in 10 min)"):
                     style.update(linestyle="--", color="red" if label == "limit" else "gray")
-                ax.plot(xs, ys, label=label, linewidth=1.2, **style)
+                style.setdefault("linewidth", 1.2)
+                ax.plot(xs, ys, label=label, **style)
                 plotted += 1
         for t in markers:
             ax.axvline(rel(t), color="darkorange", linewidth=0.8, alpha=0.7)
