@@ -68,6 +68,19 @@ def legend(fmt, labels):
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), fmt or "").strip() or "value"
 
 
+def fixed_colours(panel):
+    # The panel's own "override by name -> fixed colour" rules, so the picture uses
+    # Grafana's colours (red, orange, green, ... are matplotlib names too).
+    colours = {}
+    for rule in panel.get("fieldConfig", {}).get("overrides", []):
+        if rule.get("matcher", {}).get("id") != "byName":
+            continue
+        for prop in rule.get("properties", []):
+            if prop.get("id") == "color" and prop.get("value", {}).get("fixedColor"):
+                colours[rule["matcher"]["options"]] = prop["value"]["fixedColor"]
+    return colours
+
+
 def panel_by_title(dash, title):
     for panel in dash["panels"]:
         if panel.get("title") == title and panel.get("type") == "timeseries":
@@ -133,6 +146,7 @@ def main(argv):
     plotted = 0
     for ax, (title, unit) in zip(axes, PANELS):
         panel = panel_by_title(dash, title)
+        colours = fixed_colours(panel)
         for target in panel["targets"]:
             for series in query_range(args.prometheus, substitute(target["expr"], variables), start, end, step):
                 # The `or vector(0)` fallback (nothing counted at that time) has no labels:
@@ -147,7 +161,9 @@ def main(argv):
                 if fallback:
                     style.update(color="lightgray", linewidth=0.8)
                 if label in ("limit", "expected (most in 10 min)"):
-                    style.update(linestyle="--", color="red" if label == "limit" else "gray")
+                    style.update(linestyle="--")
+                if label in colours:
+                    style["color"] = colours[label]
                 style.setdefault("linewidth", 1.2)
                 ax.plot(xs, ys, label=label, **style)
                 plotted += 1
