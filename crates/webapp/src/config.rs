@@ -1,45 +1,87 @@
-//! Configuration from environment variables, validated once at start.
+//! Configuration: environment variables with matching flags (clap, like the agent's), sane
+//! defaults, validated once at start. `webapp --help` lists them all.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Bytes leaked per `GET /` unless `LEAK_BYTES_PER_REQUEST` says otherwise (1 MiB).
 pub const DEFAULT_LEAK_BYTES_PER_REQUEST: usize = 1024 * 1024;
 
-/// Everything the app needs to start. Build it with [`Config::from_env`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// `BIND_ADDR`, default `0.0.0.0`; both listeners bind to it.
+/// The command line: an optional subcommand and the settings.
+#[derive(Debug, Parser)]
+#[command(
+    name = "webapp",
+    version,
+    about = "Demo web app that leaks memory on every GET /, so it gets OOM-killed under load",
+    args_override_self = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Serve the app and its metrics (the default).
+    Serve,
+    /// Exit 0 when the app on PORT answers GET /health with 200 (the Docker healthcheck of a
+    /// FROM-scratch image: no shell, no curl).
+    Healthcheck,
+}
+
+/// What the environment (or the flags) say, before validation.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Address both listeners bind to.
+    #[arg(long, env = "BIND_ADDR", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind_addr: IpAddr,
-    /// `PORT`, default 8000: the app listener. 0 picks a free port.
+    /// The app listener; 0 picks a free port.
+    #[arg(long, env = "PORT", default_value_t = 8000)]
     pub port: u16,
-    /// `METRICS_PORT`, default 8080: the Prometheus listener. 0 picks a free port.
+    /// The Prometheus /metrics listener; 0 picks a free port.
+    #[arg(long, env = "METRICS_PORT", default_value_t = 8080)]
     pub metrics_port: u16,
-    /// `LEAK_BYTES_PER_REQUEST`, default 1 MiB; 0 turns the leak off.
+    /// Bytes leaked (allocated, written, never freed) per GET /; 0 turns the leak off.
+    #[arg(long, env = "LEAK_BYTES_PER_REQUEST", default_value_t = DEFAULT_LEAK_BYTES_PER_REQUEST)]
     pub leak_bytes_per_request: usize,
-    /// `LOG_FORMAT`: `human` (default) or `json`.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// Shown on the page so you can tell replicas apart: `HOSTNAME`, else
-    /// `/etc/hostname` (Docker sets both to the container id), else "unknown".
+    /// Log filter (tracing's EnvFilter syntax); empty means `info`.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+    /// Shown on the page and in `X-Served-By`, so you can tell replicas apart; empty: the
+    /// container's hostname (Docker sets it to the container id).
+    #[arg(long, env = "HOSTNAME", default_value = "")]
     pub instance: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Everything the app needs to start, validated. Build it with [`Settings::into_config`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub bind_addr: IpAddr,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub leak_bytes_per_request: usize,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub instance: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum LogFormat {
+    /// Human-readable lines.
     #[default]
-    Human,
+    #[value(alias = "human", alias = "pretty")]
+    Text,
+    /// One JSON object per line.
     Json,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("invalid {var}={value:?}: expected {expected}")]
-    Invalid {
-        var: &'static str,
-        value: String,
-        expected: &'static str,
-    },
-    #[error("{var} is not valid UTF-8")]
-    NotUnicode { var: &'static str },
     #[error("PORT and METRICS_PORT are both {port}: give the metrics listener its own port")]
     SamePort { port: u16 },
 }
@@ -51,91 +93,49 @@ impl Default for Config {
             port: 8000,
             metrics_port: 8080,
             leak_bytes_per_request: DEFAULT_LEAK_BYTES_PER_REQUEST,
-            log_format: LogFormat::Human,
+            log_format: LogFormat::Text,
+            log_filter: "info".to_owned(),
             instance: "unknown".to_owned(),
         }
     }
 }
 
-impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let mut config = Self::from_lookup(std::env::var)?;
-        if config.instance == "unknown" {
-            if let Ok(name) = std::fs::read_to_string("/etc/hostname") {
-                let name = name.trim();
-                if !name.is_empty() {
-                    config.instance = name.to_owned();
-                }
-            }
-        }
-        Ok(config)
+impl Settings {
+    /// Checks what clap's types do not, and fills in the instance name from the hostname file
+    /// when `HOSTNAME` is not set.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        self.into_config_with_hostname(|| std::fs::read_to_string("/etc/hostname").ok())
     }
 
-    /// Builds a config from any variable source, so tests need not touch the
-    /// process environment (shared by every test thread).
-    pub fn from_lookup<F>(lookup: F) -> Result<Self, ConfigError>
-    where
-        F: Fn(&'static str) -> Result<String, std::env::VarError>,
-    {
-        let get = |var: &'static str| match lookup(var) {
-            Ok(value) => Ok(Some(value)),
-            Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::NotUnicode { var }),
-        };
-        let defaults = Self::default();
-        let bind_addr = parse_or(
-            "BIND_ADDR",
-            get("BIND_ADDR")?,
-            "an IP address such as 0.0.0.0 or ::",
-            defaults.bind_addr,
-        )?;
-        let port = parse_or("PORT", get("PORT")?, PORT_EXPECTED, defaults.port)?;
-        let metrics_port = parse_or(
-            "METRICS_PORT",
-            get("METRICS_PORT")?,
-            PORT_EXPECTED,
-            defaults.metrics_port,
-        )?;
-        let leak_bytes_per_request = parse_or(
-            "LEAK_BYTES_PER_REQUEST",
-            get("LEAK_BYTES_PER_REQUEST")?,
-            "a whole number of bytes, 0 or more",
-            defaults.leak_bytes_per_request,
-        )?;
-        let log_format = match get("LOG_FORMAT")? {
-            None => LogFormat::Human,
-            Some(value) => match value.trim().to_ascii_lowercase().as_str() {
-                "" | "human" | "text" | "pretty" => LogFormat::Human,
-                "json" => LogFormat::Json,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        var: "LOG_FORMAT",
-                        value,
-                        expected: "json or human",
-                    })
-                }
-            },
-        };
-        let instance = get("HOSTNAME")?
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty())
-            .unwrap_or(defaults.instance);
-
-        if port == metrics_port && port != 0 {
-            return Err(ConfigError::SamePort { port });
+    fn into_config_with_hostname(
+        self,
+        hostname_file: impl FnOnce() -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        if self.port == self.metrics_port && self.port != 0 {
+            return Err(ConfigError::SamePort { port: self.port });
         }
-
-        Ok(Self {
-            bind_addr,
-            port,
-            metrics_port,
-            leak_bytes_per_request,
-            log_format,
+        let instance = Some(self.instance.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .or_else(|| hostname_file().map(|h| h.trim().to_owned()))
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let log_filter = match self.log_filter.trim() {
+            "" => "info".to_owned(),
+            filter => filter.to_owned(),
+        };
+        Ok(Config {
+            bind_addr: self.bind_addr,
+            port: self.port,
+            metrics_port: self.metrics_port,
+            leak_bytes_per_request: self.leak_bytes_per_request,
+            log_format: self.log_format,
+            log_filter,
             instance,
         })
     }
+}
 
+impl Config {
     pub fn app_addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind_addr, self.port)
     }
@@ -156,89 +156,137 @@ impl Config {
     }
 }
 
-const PORT_EXPECTED: &str = "a port number 0-65535";
-
-fn parse_or<T: std::str::FromStr>(
-    var: &'static str,
-    value: Option<String>,
-    expected: &'static str,
-    default: T,
-) -> Result<T, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
-            var,
-            value,
-            expected,
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn config(vars: &[(&'static str, &str)]) -> Result<Config, ConfigError> {
-        let vars: HashMap<_, _> = vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        Config::from_lookup(|k| vars.get(k).cloned().ok_or(std::env::VarError::NotPresent))
+    /// Flags only (they win over the environment), so the tests do not depend on the
+    /// variables of whoever runs them.
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let mut argv = vec!["webapp"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+    }
+
+    fn config(args: &[&str]) -> Config {
+        parse(args)
+            .unwrap()
+            .settings
+            .into_config_with_hostname(|| None)
+            .unwrap()
+    }
+
+    /// The defaults clap declares are the ones `Config::default()` documents.
+    #[test]
+    fn clap_defaults_match_config_default() {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        let default_of = |id: &str| {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap();
+            arg.get_default_values()[0].to_string_lossy().into_owned()
+        };
+        let d = Config::default();
+        assert_eq!(default_of("bind_addr"), d.bind_addr.to_string());
+        assert_eq!(default_of("port"), d.port.to_string());
+        assert_eq!(default_of("metrics_port"), d.metrics_port.to_string());
+        assert_eq!(
+            default_of("leak_bytes_per_request"),
+            d.leak_bytes_per_request.to_string()
+        );
+        assert_eq!(default_of("log_format"), "text");
+        assert_eq!(default_of("log_filter"), d.log_filter);
     }
 
     #[test]
-    fn defaults_run() {
-        assert_eq!(config(&[]).unwrap(), Config::default());
-    }
-
-    #[test]
-    fn reads_every_variable() {
+    fn reads_every_setting() {
         let c = config(&[
-            ("BIND_ADDR", "127.0.0.1"),
-            ("PORT", "9000"),
-            ("METRICS_PORT", "9001"),
-            ("LEAK_BYTES_PER_REQUEST", "0"),
-            ("LOG_FORMAT", "JSON"),
-            ("HOSTNAME", "web-2"),
-        ])
-        .unwrap();
+            "--bind-addr=127.0.0.1",
+            "--port=9000",
+            "--metrics-port=9001",
+            "--leak-bytes-per-request=0",
+            "--log-format=json",
+            "--log-filter=debug",
+            "--instance=web-2",
+        ]);
         assert_eq!(c.app_addr(), "127.0.0.1:9000".parse().unwrap());
         assert_eq!(c.metrics_addr(), "127.0.0.1:9001".parse().unwrap());
         assert_eq!(c.leak_bytes_per_request, 0);
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.log_filter, "debug");
         assert_eq!(c.instance, "web-2");
     }
 
     #[test]
-    fn errors_name_the_variable_and_the_value() {
-        for (var, bad) in [
-            ("PORT", "abc"),
-            ("PORT", "70000"),
-            ("METRICS_PORT", "-1"),
-            ("LEAK_BYTES_PER_REQUEST", "-1"),
-            ("LEAK_BYTES_PER_REQUEST", "1MB"),
-            ("BIND_ADDR", "localhost"),
-            ("LOG_FORMAT", "xml"),
+    fn old_log_format_names_still_work() {
+        for name in ["human", "pretty", "text"] {
+            assert_eq!(config(&["--log-format", name]).log_format, LogFormat::Text);
+        }
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_setting_and_the_value() {
+        for (flag, bad) in [
+            ("--port", "abc"),
+            ("--port", "70000"),
+            ("--metrics-port", "-1"),
+            ("--leak-bytes-per-request", "1MB"),
+            ("--bind-addr", "localhost"),
+            ("--log-format", "xml"),
         ] {
-            let err = config(&[(var, bad)]).unwrap_err();
-            let message = err.to_string();
-            assert!(message.contains(var), "{message:?} should name {var}");
+            let message = parse(&[&format!("{flag}={bad}")]).unwrap_err().to_string();
+            assert!(message.contains(flag), "{message:?} should name {flag}");
             assert!(message.contains(bad), "{message:?} should quote {bad}");
         }
     }
 
     #[test]
     fn ports_must_differ_unless_ephemeral() {
-        let err = config(&[("PORT", "8080")]).unwrap_err();
-        assert_eq!(err, ConfigError::SamePort { port: 8080 });
-        assert!(config(&[("PORT", "0"), ("METRICS_PORT", "0")]).is_ok());
+        let settings = parse(&["--port=8080"]).unwrap().settings;
+        assert_eq!(
+            settings.into_config_with_hostname(|| None).unwrap_err(),
+            ConfigError::SamePort { port: 8080 }
+        );
+        config(&["--port=0", "--metrics-port=0"]);
+    }
+
+    #[test]
+    fn instance_falls_back_to_the_hostname_file_then_unknown() {
+        let settings = parse(&["--instance="]).unwrap().settings;
+        let c = settings
+            .clone()
+            .into_config_with_hostname(|| Some("abc123\n".into()))
+            .unwrap();
+        assert_eq!(c.instance, "abc123");
+        assert_eq!(
+            settings
+                .into_config_with_hostname(|| None)
+                .unwrap()
+                .instance,
+            "unknown"
+        );
+    }
+
+    #[test]
+    fn an_empty_log_filter_means_info() {
+        assert_eq!(config(&["--log-filter="]).log_filter, "info");
     }
 
     #[test]
     fn healthcheck_goes_to_loopback_when_bound_everywhere() {
-        let c = config(&[("PORT", "9000")]).unwrap();
+        let c = config(&["--port=9000"]);
         assert_eq!(c.healthcheck_addr(), "127.0.0.1:9000".parse().unwrap());
-        let c = config(&[("BIND_ADDR", "::"), ("PORT", "9000")]).unwrap();
+        let c = config(&["--bind-addr=::", "--port=9000"]);
         assert_eq!(c.healthcheck_addr(), "[::1]:9000".parse().unwrap());
-        let c = config(&[("BIND_ADDR", "10.0.0.5"), ("PORT", "9000")]).unwrap();
+        let c = config(&["--bind-addr=10.0.0.5", "--port=9000"]);
         assert_eq!(c.healthcheck_addr(), "10.0.0.5:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn subcommands() {
+        assert_eq!(parse(&[]).unwrap().command, None);
+        assert_eq!(parse(&["serve"]).unwrap().command, Some(Command::Serve));
+        assert_eq!(
+            parse(&["healthcheck"]).unwrap().command,
+            Some(Command::Healthcheck)
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! A demo web app that leaks memory on purpose, so that under load its container
 //! hits its memory limit, is OOM-killed (exit 137) and the healing agent has work.
 //!
-//! - [`config`]: environment variables, validated once at start.
+//! - [`config`]: the command line and environment variables (clap), validated once at start.
 //! - [`startup`]: binds the app and metrics listeners ([`Application`]), serves them
 //!   until the shutdown future completes ([`run`]), and the SIGTERM/SIGINT future.
 //! - [`app`]: the routers: `GET /` (leaks), `GET /health`, and `GET /metrics` on its own port.
@@ -19,5 +19,5 @@ pub mod metrics;
 pub mod startup;
 pub mod telemetry;
 
-pub use config::{Config, ConfigError, LogFormat};
+pub use config::{Cli, Command, Config, ConfigError, LogFormat, Settings};
 pub use startup::{run, shutdown_signal, Application, StartError};

@@ -1,38 +1,40 @@
 //! `webapp` serves the leaky demo app; `webapp healthcheck` probes a running one.
+//! Settings: `webapp --help` (each flag also reads its environment variable).
 
 use std::process::ExitCode;
 
-use webapp::{healthcheck, telemetry, Config};
-
-const USAGE: &str = "usage: webapp [healthcheck]\n\
-    Configured by PORT, METRICS_PORT, BIND_ADDR, LEAK_BYTES_PER_REQUEST, LOG_FORMAT, RUST_LOG.";
+use clap::Parser;
+use webapp::{healthcheck, telemetry, Cli, Command, Config};
 
 fn main() -> ExitCode {
-    let command = std::env::args().nth(1);
-    let config = match Config::from_env() {
-        Ok(config) => config,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => {
+            // --help, --version
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
         Err(error) => {
-            // Exit 1 even for `healthcheck`: Docker reserves exit code 2 there.
+            // Exit 1, not clap's 2: Docker reserves exit code 2 for healthchecks.
             eprintln!("webapp: invalid configuration: {error}");
             return ExitCode::FAILURE;
         }
     };
-    match command.as_deref() {
-        None | Some("serve") => serve(config),
-        Some("healthcheck") => healthcheck(&config),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
+    let config = match cli.settings.into_config() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("webapp: invalid configuration: {error}");
+            return ExitCode::FAILURE;
         }
-        Some(other) => {
-            eprintln!("webapp: unknown command {other:?}\n{USAGE}");
-            ExitCode::from(2)
-        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config),
+        Command::Healthcheck => healthcheck(&config),
     }
 }
 
 fn serve(config: Config) -> ExitCode {
-    telemetry::init_tracing(config.log_format);
+    telemetry::init_tracing(config.log_format, &config.log_filter);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
