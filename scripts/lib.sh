@@ -8,8 +8,9 @@ export REPO_ROOT
 
 # Rust: the one static build used by every image (see Dockerfile and docker/prebuilt.Dockerfile).
 RUST_TARGET=x86_64-unknown-linux-gnu
-# Binaries, not packages: fake-gemini (crates/fake-llm) is the fake LLM of the end-to-end test.
-RUST_BINS=(webapp webhook-receiver fake-gemini)
+# Binaries, not packages: fake-gemini (crates/fake-llm) is the fake LLM of the end-to-end test
+# and the scenarios; notify-sink (crates/fake-llm) records the agent's notifications.
+RUST_BINS=(webapp webhook-receiver fake-gemini notify-sink)
 DIST_DIR="$REPO_ROOT/target/dist"
 
 # Local stand-in images for machines without a container registry.
