@@ -156,7 +156,8 @@ wait_until() {
 # --- the stack under test ---------------------------------------------------------------------
 
 # Compose projects the tests use; step 1 of scripts/test removes their leftovers.
-TEST_PROJECTS=(healstack-smoke healstack-e2e-alert healstack-e2e-events healstack-e2e-reference)
+TEST_PROJECTS=(healstack-smoke healstack-e2e-alert healstack-e2e-events healstack-e2e-reference
+    healstack-scen-runbook healstack-scen-llm healstack-scen-decoy)
 # Labels of containers that tests start by hand (the agent's Docker tests use healing-test=1).
 TEST_LABELS=(healing-test=1)
 
