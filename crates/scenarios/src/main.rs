@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the cases against a running stack.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Aggregates DIR/*/cases.json into DIR/summary.json and DIR/summary.md; prints the table.
     Report { dir: PathBuf },
     /// Lists the cases (and which are in the short form).
@@ -113,7 +113,7 @@ async fn run() -> Result<bool> {
             Ok(true)
         }
         Command::Report { dir } => report_dir(&dir),
-        Command::Run(args) => run_cases(args).await,
+        Command::Run(args) => run_cases(*args).await,
     }
 }
 
