@@ -255,6 +255,30 @@ impl Monitoring {
             .and_then(|s| s.parse().ok()))
     }
 
+    /// Active scrape targets of `job` whose last scrape succeeded. (Not `count(up == 1)`: after
+    /// a Prometheus restart, series of targets that vanished while it was down carry no
+    /// staleness marker and count for another five minutes.)
+    pub async fn targets_up(&self, job: &str) -> Result<usize> {
+        let v: Value = self
+            .http
+            .get(with_query(
+                &format!("{}/api/v1/targets", self.prom),
+                &[("state", "active")],
+            )?)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(v["data"]["activeTargets"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter(|t| t["labels"]["job"] == job && t["health"] == "up")
+                    .count()
+            })
+            .unwrap_or(0))
+    }
+
     /// Webapp alerts firing in Prometheus plus active ones in Alertmanager (0 = quiet).
     pub async fn webapp_alerts(&self) -> Result<usize> {
         let firing = self

@@ -164,30 +164,59 @@ pub struct AgentAction {
 const CHANGES: &[&str] = &[
     "start", "restart", "unpause", "pause", "kill", "stop", "create", "destroy",
 ];
-/// Grace after an operation returned for its events to arrive.
+/// Grace after an operation returned for the events that trail it (a killed process's `die`).
 const GRACE_S: f64 = 1.0;
 /// Longest stop timeout a `docker restart` may take before its SIGKILL.
 const RESTART_SPAN_S: f64 = 12.0;
 
-/// Whether the harness caused `e` (one of its operations targets the container, or the whole
-/// project for compose, and was under way when the event happened).
-pub fn by_harness(e: &Event, ops: &[Op]) -> bool {
-    ops.iter().any(|op| {
-        let targets = op.containers.iter().any(|c| *c == e.name || *c == e.id)
-            || op.project.as_deref() == Some(e.project.as_str());
-        targets
-            && e.time >= op.start - 0.05
-            && e.time <= op.end + GRACE_S
-            && op.kind.causes(&e.action)
-    })
+/// Which events the harness caused: each operation explains at most one event per container
+/// and action (two `kill`s: a stop's SIGTERM and, after its timeout, SIGKILL), inside its own
+/// time window (plus a grace for the trailing `die`, `stop` and `destroy`). A start by the
+/// agent just after the harness's own `docker run` stays the agent's.
+pub fn by_harness(events: &[Event], ops: &[Op]) -> HashSet<usize> {
+    let mut used: HashMap<(usize, String, String), usize> = HashMap::new();
+    let mut out = HashSet::new();
+    for (i, e) in events.iter().enumerate() {
+        let grace = if matches!(e.action.as_str(), "die" | "stop" | "destroy") {
+            GRACE_S
+        } else {
+            0.05
+        };
+        let hit = ops.iter().enumerate().find(|(k, op)| {
+            let targets = op.containers.iter().any(|c| *c == e.name || *c == e.id)
+                || op.project.as_deref() == Some(e.project.as_str());
+            targets
+                && e.time >= op.start - 0.05
+                && e.time <= op.end + grace
+                && op.kind.causes(&e.action)
+                && used
+                    .get(&(*k, e.name.clone(), e.action.clone()))
+                    .copied()
+                    .unwrap_or(0)
+                    < if e.action == "kill" { 2 } else { 1 }
+        });
+        if let Some((k, _)) = hit {
+            *used
+                .entry((k, e.name.clone(), e.action.clone()))
+                .or_default() += 1;
+            out.insert(i);
+        }
+    }
+    out
 }
 
 /// The agent's actions: container changes the harness did not cause, with the steps of one
 /// `docker restart` (kill, die, stop, start, restart) folded into one `Restart`, and Docker's
 /// own restart-policy starts (a start right after a death the harness did not cause, of a
-/// container outside `healed_service`) left out.
+/// container outside `healed_service`) left out. `events` must be in time order.
 pub fn agent_actions(events: &[Event], ops: &[Op], healed_service: &str) -> Vec<AgentAction> {
-    let own: Vec<&Event> = events.iter().filter(|e| !by_harness(e, ops)).collect();
+    let harness = by_harness(events, ops);
+    let own: Vec<&Event> = events
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !harness.contains(i))
+        .map(|(_, e)| e)
+        .collect();
     let mut consumed: HashSet<usize> = HashSet::new();
     // Fold each restart's steps into it.
     for (i, e) in own.iter().enumerate() {
@@ -318,6 +347,22 @@ mod tests {
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].kind, ActionKind::Start);
         assert_eq!(a[0].container, "p-webapp-1");
+    }
+
+    #[test]
+    fn an_operation_explains_one_event_per_action() {
+        // The harness's `docker run` (create, start; the process dies at once), then the
+        // agent's start 0.6 s later, inside the old grace period.
+        let events = [
+            ev(1.00, "create", "p-webapp-9"),
+            ev(1.10, "start", "p-webapp-9"),
+            ev(1.20, "die", "p-webapp-9"),
+            ev(1.80, "start", "p-webapp-9"),
+        ];
+        let ops = [op(OpKind::Run, "p-webapp-9", 0.9, 1.15)];
+        let a = agent_actions(&events, &ops, "webapp");
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!((a[0].kind.clone(), a[0].time), (ActionKind::Start, 1.80));
     }
 
     #[test]

@@ -444,8 +444,14 @@ async fn settle(stack: &Stack, inj: &Injected, from: f64) -> (Option<f64>, bool,
     }
 }
 
+/// How much a counter grew between two scrapes of the agent's `/metrics`; when the agent
+/// restarted in between (its `process_start_time_seconds` changed) the counter began again at 0.
 fn delta(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let a = metric_sum(after, name, labels)?;
+    let started = |m: &str| metric_sum(m, "process_start_time_seconds", &[]);
+    if started(before) != started(after) {
+        return Some(a);
+    }
     Some(a - metric_sum(before, name, labels).unwrap_or(0.0))
 }
 
@@ -529,6 +535,25 @@ fn crosscheck(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_restart_with_the_agent() {
+        let m = |start: u32, n: u32| {
+            format!(
+                "process_start_time_seconds {start}\nhealing_restarts_total{{result=\"ok\"}} {n}\n"
+            )
+        };
+        let d = |b: &str, a: &str| delta(b, a, "healing_restarts_total", &[("result", "ok")]);
+        assert_eq!(d(&m(100, 5), &m(100, 7)), Some(2.0));
+        assert_eq!(d(&m(100, 5), &m(200, 1)), Some(1.0));
+        assert_eq!(d(&m(100, 1), &m(200, 1)), Some(1.0));
+        assert_eq!(d("", "x 1\n"), None);
+    }
 }
 
 fn round(x: f64) -> f64 {

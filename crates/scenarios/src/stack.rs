@@ -363,13 +363,9 @@ impl Stack {
         if !matches!(nginx, Ok(r) if r.status().is_success()) {
             bail!("nginx /health does not answer 200");
         }
-        let up = self
-            .mon
-            .query("count(up{job=\"webapp\"} == 1)")
-            .await
-            .context("Prometheus")?;
-        if up != Some(self.cfg.replicas as f64) {
-            bail!("Prometheus scrapes {up:?} webapp replicas");
+        let up = self.mon.targets_up("webapp").await.context("Prometheus")?;
+        if up != self.cfg.replicas {
+            bail!("Prometheus scrapes {up} webapp replicas");
         }
         let firing = self.mon.webapp_alerts().await.context("alerts")?;
         if firing > 0 {
