@@ -537,25 +537,6 @@ fn crosscheck(
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counters_restart_with_the_agent() {
-        let m = |start: u32, n: u32| {
-            format!(
-                "process_start_time_seconds {start}\nhealing_restarts_total{{result=\"ok\"}} {n}\n"
-            )
-        };
-        let d = |b: &str, a: &str| delta(b, a, "healing_restarts_total", &[("result", "ok")]);
-        assert_eq!(d(&m(100, 5), &m(100, 7)), Some(2.0));
-        assert_eq!(d(&m(100, 5), &m(200, 1)), Some(1.0));
-        assert_eq!(d(&m(100, 1), &m(200, 1)), Some(1.0));
-        assert_eq!(d("", "x 1\n"), None);
-    }
-}
-
 fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -622,5 +603,24 @@ fn print_case(r: &CaseResult) {
             "   model: {} round trip(s), {} tokens over {} incident(s); {} fallback(s)",
             r.llm_turns, r.llm_tokens, r.llm_incidents, r.fallback_incidents
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_restart_with_the_agent() {
+        let m = |start: u32, n: u32| {
+            format!(
+                "process_start_time_seconds {start}\nhealing_restarts_total{{result=\"ok\"}} {n}\n"
+            )
+        };
+        let d = |b: &str, a: &str| delta(b, a, "healing_restarts_total", &[("result", "ok")]);
+        assert_eq!(d(&m(100, 5), &m(100, 7)), Some(2.0));
+        assert_eq!(d(&m(100, 5), &m(200, 1)), Some(1.0));
+        assert_eq!(d(&m(100, 1), &m(200, 1)), Some(1.0));
+        assert_eq!(d("", "x 1\n"), None);
     }
 }
