@@ -203,6 +203,13 @@ async fn run_case_inner(stack: &Stack, def: &CaseDef) -> CaseResult {
     };
     say(format!("injected: {}", inj.about));
     let (ttf, timed_out, not_serving) = settle(stack, &inj, from).await;
+    if timed_out {
+        // A run still in flight records its incident when it ends: give it the time to.
+        let deadline = now() + 45.0;
+        while !stack.agent.idle().await && now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 
     // Read what happened.
     let all = stack.agent.incidents().await.unwrap_or_default();

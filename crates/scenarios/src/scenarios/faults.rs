@@ -138,12 +138,19 @@ pub async fn webhook_flood(stack: &Stack) -> Result<Injected> {
     stack.docker.kill(std::slice::from_ref(&victim)).await?;
     let fault_at = now();
     let http = stack.agent.http().clone();
+    // Oversized bodies on connections of their own: the agent answers 413 without reading the
+    // body and closes the connection, which would fail the next request pooled on it.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()?;
     let url = format!("{}/webhook", stack.agent.url);
     let token = stack.agent.token.clone();
     let results: Vec<(&'static str, Option<u16>)> = futures_util::stream::iter(0..FLOOD)
         .map(|i| {
             let (kind, content_type, auth, body) = bad_webhook(i, &token);
-            let mut req = http
+            let client = if kind == "oversized" { &fresh } else { &http };
+            let mut req = client
                 .post(&url)
                 .header("content-type", content_type)
                 .body(body);
