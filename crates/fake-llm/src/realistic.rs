@@ -521,11 +521,43 @@ fn decide(p: &Persona, c: &Conversation) -> Reply {
         return Reply::Calls(turn);
     }
 
+    // A restart answer that carries its verification makes a health check redundant, except
+    // for a persona that checks everything twice anyway.
+    let restarts: Vec<&Value> = c
+        .responses
+        .iter()
+        .filter(|(n, _)| n == "restart_container")
+        .map(|(_, r)| r)
+        .collect();
+    let verified = restarts.iter().any(|r| serving_verified(r))
+        && restarts
+            .iter()
+            .all(|r| r.get("error").is_some() || serving_verified(r));
     let checks = c.count("check_webapp_health");
-    if c.has("check_webapp_health") && (checks == 0 || (p.extra_calls && checks == 1)) {
+    let wanted = if verified && !p.extra_calls {
+        0
+    } else if p.extra_calls {
+        2
+    } else {
+        1
+    };
+    if c.has("check_webapp_health") && checks < wanted {
         return Reply::Calls(vec![call("check_webapp_health", json!({}))]);
     }
     Reply::Text(summary(c))
+}
+
+/// A `verification` object saying `serving: true`, anywhere in a tool answer.
+fn serving_verified(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => {
+            m.get("verification")
+                .is_some_and(|ver| ver["serving"].as_bool() == Some(true))
+                || m.values().any(serving_verified)
+        }
+        Value::Array(a) => a.iter().any(serving_verified),
+        _ => false,
+    }
 }
 
 fn summary(c: &Conversation) -> String {

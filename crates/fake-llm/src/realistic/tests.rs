@@ -101,6 +101,20 @@ fn a_careful_persona_follows_the_diagnosis_and_checks_once() {
 }
 
 #[test]
+fn a_verified_restart_needs_no_health_check_two_round_trips() {
+    let replies = play(
+        Persona {
+            parallel: true,
+            ..Persona::default()
+        },
+        first_message(replicas(), "replica down"),
+        |_| json!({"output": {"name": "p-webapp-2", "action": "started", "verification": {"serving": true, "status": "running", "health": "healthy"}}}),
+    );
+    assert_eq!(replies.len(), 2, "{replies:?}"); // parallel restarts, then the summary
+    assert_eq!(restarts(&replies), ["p-webapp-2"]);
+}
+
+#[test]
 fn ignoring_the_allowed_action_restarts_what_looks_down() {
     let replies = play(
         Persona {
