@@ -443,8 +443,9 @@ fn decide(p: &Persona, c: &Conversation) -> Reply {
     }
     let can_restart = c.has("restart_container");
 
-    // A model that "fixes" things by saying so.
-    if p.claims_without_acting && !down.is_empty() && c.calls.is_empty() {
+    // A model that "fixes" things by saying so, once it has seen what is down.
+    let only_looked = c.calls.iter().all(|(t, _)| t == "list_webapp_status");
+    if p.claims_without_acting && !down.is_empty() && only_looked {
         let names: Vec<&str> = down.iter().map(|r| r.name.as_str()).collect();
         return Reply::Text(format!(
             "I restarted {} and the service is healthy again.",
