@@ -211,7 +211,10 @@ async fn run_case_inner(stack: &Stack, def: &CaseDef) -> CaseResult {
         }
     }
 
-    // Read what happened.
+    // Read what happened. The window closes now: actions after this belong to no record read.
+    let busy_at_end = !stack.agent.idle().await;
+    let metrics_after = stack.agent.metrics().await.unwrap_or_default();
+    let window_end = now();
     let all = stack.agent.incidents().await.unwrap_or_default();
     let new: Vec<Value> = all
         .iter()
@@ -226,13 +229,12 @@ async fn run_case_inner(stack: &Stack, def: &CaseDef) -> CaseResult {
         .into_iter()
         .skip(before.notifications)
         .collect();
-    let metrics_after = stack.agent.metrics().await.unwrap_or_default();
     let rss_after = metric_sum(&metrics_after, "process_resident_memory_bytes", &[]);
     let ops = stack.docker.ops();
     let actions: Vec<AgentAction> =
         agent_actions(&stack.events.since(from - 0.5), &ops, &stack.cfg.service)
             .into_iter()
-            .filter(|a| a.time >= from - 0.1)
+            .filter(|a| a.time >= from - 0.1 && a.time <= window_end)
             .collect();
 
     let score = score_actions(&actions, &inj.expect, &not_serving, inj.fault_at);
@@ -280,13 +282,19 @@ async fn run_case_inner(stack: &Stack, def: &CaseDef) -> CaseResult {
         ));
     }
 
-    let crosscheck = crosscheck(
+    let mut crosscheck = crosscheck(
         &actions,
         &new,
         &before.metrics,
         &metrics_after,
         &stack.cfg.service,
     );
+    if !crosscheck.is_empty() && busy_at_end {
+        crosscheck.push(
+            "the agent was still healing when the case ended: that run's incident was not written yet"
+                .into(),
+        );
+    }
     for m in &crosscheck {
         say(format!(
             "!! CROSS-CHECK MISMATCH ({}/{}): {m}",
