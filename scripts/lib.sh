@@ -8,8 +8,9 @@ export REPO_ROOT
 
 # Rust images: the Dockerfile, one compile for every binary (scripts/offline-images). Compose
 # services, each named after its binary: fake-gemini (crates/fake-llm) is the fake LLM of the
-# end-to-end test (docker/e2e-fake-gemini.yaml).
-RUST_BINS=(webapp webhook-receiver fake-gemini)
+# end-to-end test and the scenarios (docker/e2e-fake-gemini.yaml); notify-sink (crates/fake-llm)
+# records the agent's notifications in the scenarios (docker/scenarios.yaml).
+RUST_BINS=(webapp webhook-receiver fake-gemini notify-sink)
 
 # Local stand-in images for machines without a container registry.
 BASE_IMAGE=local/debian:bookworm-slim
@@ -170,7 +171,8 @@ wait_until() {
 # --- the stack under test ---------------------------------------------------------------------
 
 # Compose projects the tests use; step 1 of scripts/test removes their leftovers.
-TEST_PROJECTS=(healstack-smoke healstack-e2e-alert healstack-e2e-events healstack-e2e-reference)
+TEST_PROJECTS=(healstack-smoke healstack-e2e-alert healstack-e2e-events healstack-e2e-reference
+    healstack-scen-runbook healstack-scen-llm healstack-scen-decoy)
 # Labels of containers that tests start by hand (the agent's Docker tests use healing-test=1).
 TEST_LABELS=(healing-test=1)
 

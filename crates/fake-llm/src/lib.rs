@@ -6,11 +6,16 @@
 //!   signatures checked, function responses checked against the calls they answer.
 //! - [`openai`]: `POST /v1/chat/completions`, Bearer auth, every `tool_call_id` must be answered.
 //! - [`healer`]: a Gemini "model" that heals by reading the conversation (for the stack).
+//! - [`realistic`]: a Gemini "model" that heals like a real one, mistakes included (scenarios).
+//! - [`notify`]: a receiver of the agent's notifications (generic JSON and Slack's format).
 //! - [`script`]: scripted replies shared by both fakes.
 
+pub mod binary;
 pub mod gemini;
 pub mod healer;
+pub mod notify;
 pub mod openai;
+pub mod realistic;
 pub mod script;
 mod server;
 

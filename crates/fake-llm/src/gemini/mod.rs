@@ -30,6 +30,8 @@ pub enum Brain {
     Script(Script),
     /// Reads the conversation and heals: see [`crate::healer`].
     Healer,
+    /// Heals like a real model, mistakes included: see [`crate::realistic`].
+    Realistic(crate::realistic::Realistic),
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +206,7 @@ async fn answer(
 
     let (reply, delay) = match &shared.brain {
         Brain::Healer => (crate::healer::next_reply(body), Duration::ZERO),
+        Brain::Realistic(brain) => (brain.next_reply(body), Duration::ZERO),
         Brain::Script(script) => {
             let n = shared.scripted.fetch_add(1, Ordering::SeqCst);
             match script.step(n) {
