@@ -1,7 +1,10 @@
 //! A Gemini "model" that heals by reading the conversation, for the end-to-end stack.
 //!
-//! Turn by turn: call `list_webapp_status`; restart (in parallel) every replica its result shows
-//! as not running or not healthy; call `check_webapp_health`; answer with a one-paragraph summary.
+//! Turn by turn, as a capable model would: restart (in parallel) every replica the agent's
+//! first-turn diagnosis allows an action on (without a diagnosis, call `list_webapp_status`
+//! first and restart every replica its result shows as not running or not healthy); when every
+//! restart came back with its verification serving, answer with a summary at once, else call
+//! `check_webapp_health` and then summarise.
 //!
 //! Replicas are found anywhere in the `list_webapp_status` result as objects with a string `name`
 //! and at least one of: `needs_healing` (bool, wins when present), `status` (Docker state:
@@ -26,6 +29,18 @@ pub fn next_reply(request: &Value) -> Reply {
         .collect();
 
     if responses.is_empty() {
+        if let Some(names) = diagnosed(&contents) {
+            if names.is_empty() || !has("restart_container") {
+                return Reply::Text(summary(&contents, None));
+            }
+            let arg = restart_argument(&declared);
+            return Reply::Calls(
+                names
+                    .iter()
+                    .map(|n| call("restart_container", json!({ arg.clone(): n })))
+                    .collect(),
+            );
+        }
         return if has("list_webapp_status") {
             Reply::Calls(vec![call("list_webapp_status", json!({}))])
         } else {
@@ -56,7 +71,11 @@ pub fn next_reply(request: &Value) -> Reply {
         }
         return Reply::Text(summary(&contents, None));
     }
-    if answered("restart_container") && has("check_webapp_health") {
+    let verified = responses
+        .iter()
+        .filter(|r| r["name"] == "restart_container")
+        .all(|r| crate::realistic::serving_verified(&r["response"]));
+    if answered("restart_container") && !verified && has("check_webapp_health") {
         return Reply::Calls(vec![call("check_webapp_health", json!({}))]);
     }
     let health = responses
@@ -64,6 +83,33 @@ pub fn next_reply(request: &Value) -> Reply {
         .find(|r| r["name"] == "check_webapp_health")
         .map(|r| r["response"].clone());
     Reply::Text(summary(&contents, health.as_ref()))
+}
+
+/// The replicas the first user message's diagnosis allows an action on, if it carries one.
+fn diagnosed(contents: &[Value]) -> Option<Vec<String>> {
+    let first = contents.iter().find(|c| c["role"] == "user")?;
+    let text: String = parts(first)
+        .iter()
+        .filter_map(|p| p["text"].as_str())
+        .collect();
+    let block = crate::realistic::fenced_json(&text)
+        .into_iter()
+        .find(|b| b.get("diagnosis").is_some())?;
+    Some(
+        block["diagnosis"]["replicas"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["in_this_run"] != false)
+            .filter(|r| {
+                matches!(
+                    r["allowed_action"].as_str(),
+                    Some("start" | "restart" | "unpause")
+                )
+            })
+            .filter_map(|r| r["name"].as_str().map(str::to_string))
+            .collect(),
+    )
 }
 
 fn parts(content: &Value) -> &[Value] {
@@ -242,6 +288,40 @@ mod tests {
         ])));
         let Reply::Text(t) = r else { panic!("{r:?}") };
         assert!(t.contains("app-webapp-2") && t.contains("healthy"), "{t}");
+    }
+
+    #[test]
+    fn with_the_agents_diagnosis_a_plain_crash_takes_two_turns() {
+        let diag = json!({"diagnosis": {"service": "webapp", "replicas": [
+            {"name": "app-webapp-1", "in_this_run": false, "allowed_action": "none"},
+            {"name": "app-webapp-2", "in_this_run": true, "allowed_action": "start"},
+            {"name": "app-webapp-3", "in_this_run": false, "allowed_action": "start"}
+        ]}});
+        let user =
+            json!({"role": "user", "parts": [{"text": format!("heal\n```json\n{diag}\n```\n")}]});
+        assert_eq!(
+            next_reply(&req(json!([user]))),
+            Reply::Calls(vec![call(
+                "restart_container",
+                json!({"container": "app-webapp-2"})
+            )])
+        );
+        let restarted = json!({"role": "model", "parts": [{"functionCall": {"name": "restart_container", "args": {"container": "app-webapp-2"}}}]});
+        let answer = response(
+            "restart_container",
+            json!({"name": "app-webapp-2", "verification": {"serving": true}}),
+        );
+        let r = next_reply(&req(json!([user, restarted, answer])));
+        assert!(matches!(r, Reply::Text(_)), "{r:?}");
+        let not_yet = response(
+            "restart_container",
+            json!({"name": "app-webapp-2", "verification": {"serving": false}}),
+        );
+        let r = next_reply(&req(json!([user, restarted, not_yet])));
+        assert_eq!(
+            r,
+            Reply::Calls(vec![call("check_webapp_health", json!({}))])
+        );
     }
 
     #[test]

@@ -329,7 +329,7 @@ fn restart_argument(declared: &[Value]) -> String {
 }
 
 /// Every ```json fenced block of `text` that parses.
-fn fenced_json(text: &str) -> Vec<Value> {
+pub(crate) fn fenced_json(text: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("```json") {
@@ -549,7 +549,7 @@ fn decide(p: &Persona, c: &Conversation) -> Reply {
 }
 
 /// A `verification` object saying `serving: true`, anywhere in a tool answer.
-fn serving_verified(v: &Value) -> bool {
+pub(crate) fn serving_verified(v: &Value) -> bool {
     match v {
         Value::Object(m) => {
             m.get("verification")
