@@ -101,6 +101,17 @@ fn classify(e: &Evidence<'_>) -> (FailureClass, ActionKind, String) {
             "paused: it holds its connections and answers nothing".into(),
         ),
         Status::Running => {
+            let stopping = e
+                .stop_seen_at
+                .zip(s.started_at)
+                .is_some_and(|(stop, start)| stop >= start);
+            if stopping {
+                return (
+                    C::NotDown,
+                    ActionKind::None,
+                    "stopping: a stop was requested (docker stop); left to finish".into(),
+                );
+            }
             if s.health == Some(Health::Unhealthy) {
                 return (
                     C::Unhealthy,
@@ -359,6 +370,21 @@ mod tests {
             class_of(&fine, Some(&probe(2))),
             (C::Hung, A::Restart),
             "Docker says healthy, nothing answers"
+        );
+        let stopping = state(Status::Running);
+        let d = diagnose(Evidence {
+            state: &stopping,
+            probe: Some(&probe(2)),
+            stop_seen_at: Some(Utc::now()),
+            daemon_outage: false,
+            logs_tail: vec![],
+            now: Utc::now(),
+            stable_after: Duration::from_secs(10),
+        });
+        assert_eq!(
+            (d.class, d.action),
+            (C::NotDown, A::None),
+            "a replica being stopped is not hung"
         );
         let mut booting = state(Status::Running);
         booting.health = Some(Health::Starting);

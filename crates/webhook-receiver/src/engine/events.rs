@@ -53,6 +53,13 @@ pub async fn watch_events(engine: Engine) {
                         continue;
                     }
                     let name = match ev.kind {
+                        // `docker stop` begins with SIGTERM: from now on the replica is on its
+                        // way down on purpose, and a slow shutdown is not a hang.
+                        EventKind::Kill { signal: Some(15) } => {
+                            ctx.stops.mark(&ev.container.id, ev.time);
+                            continue;
+                        }
+                        EventKind::Kill { .. } => continue,
                         EventKind::Stop => {
                             tracing::info!(container = %ev.container.name, "stop requested (docker stop / compose stop): the replica is left stopped");
                             ctx.stops.mark(&ev.container.id, ev.time);

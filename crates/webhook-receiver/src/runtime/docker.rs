@@ -383,6 +383,7 @@ impl ContainerRuntime for DockerRuntime {
                 "health_status".into(),
                 "stop".into(),
                 "pause".into(),
+                "kill".into(),
             ],
         );
         let opts = EventsOptionsBuilder::new().filters(&filters).build();
@@ -410,6 +411,14 @@ fn to_event(project: &str, msg: EventMessage) -> Option<RuntimeEvent> {
         "oom" => EventKind::Oom,
         "stop" => EventKind::Stop,
         "pause" => EventKind::Pause,
+        "kill" => EventKind::Kill {
+            signal: msg
+                .actor
+                .as_ref()
+                .and_then(|a| a.attributes.as_ref())
+                .and_then(|a| a.get("signal"))
+                .and_then(|s| s.parse().ok()),
+        },
         a if a.starts_with("health_status") && a.ends_with("unhealthy") => EventKind::Unhealthy,
         _ => return None,
     };

@@ -137,13 +137,17 @@ impl ReplicaState {
 
 /// What a container event means for healing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum EventKind {
     Die,
     Oom,
     Unhealthy,
     /// `docker stop` / `docker compose stop`: the container was asked to stop.
     Stop,
+    /// A signal sent to the container; `docker stop` begins with SIGTERM (`signal` 15).
+    Kill {
+        signal: Option<i64>,
+    },
     /// `docker pause`: requests to it hang from now on.
     Pause,
 }

@@ -246,13 +246,15 @@ impl Toolbox {
                 "dry_run": true, "would": action,
             }));
         }
+        // The time the action began: a replica that crashes on start may die before Docker even
+        // answers, and its death must still count as after the action.
+        let at = self.ctx.clock.now();
         let done = match action {
             ActionKind::Start => self.ctx.runtime.start(&target.id).await,
             ActionKind::Unpause => self.ctx.runtime.unpause(&target.id).await,
             ActionKind::Restart => self.restart_running(&target).await,
             ActionKind::None => unreachable!("the policy never allows no action"),
         };
-        let at = self.ctx.clock.now();
         done?;
         self.record.confirm(Acted {
             container: target.clone(),

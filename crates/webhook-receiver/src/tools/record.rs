@@ -17,6 +17,7 @@ pub struct Acted {
     pub container: ContainerRef,
     pub action: ActionKind,
     pub class: FailureClass,
+    /// When the action began (Docker confirmed it after).
     pub at: DateTime<Utc>,
     pub by: Actor,
 }
