@@ -6,7 +6,7 @@
                                      counters are shown as increases or rates and windows
                                      are Grafana's ($__rate_interval, $__range), and that
                                      every stat panel has coloured thresholds
-    check_grafana.py query URL [--annotations]
+    check_grafana.py query URL [--annotations[=NAME,...]]
                                      run every PromQL `expr` of the dashboards (panels and
                                      annotations) against the Prometheus at URL; fail if a
                                      panel query returns no data, or an annotation query
@@ -132,6 +132,7 @@ def validate():
 
 
 def query(base, require_annotations=False):
+    """require_annotations: False, True (every annotation must have data), or a set of names."""
     errors = []
     n = 0
     for name, title, expr in list(exprs()) + [(a, t, e) for a, t, e in annotation_exprs()]:
@@ -156,7 +157,10 @@ def query(base, require_annotations=False):
         result = body.get("data", {}).get("result", [])
         if body.get("status") != "success":
             errors.append(f"{title}: {expr}\n      {body}")
-        elif not result and is_annotation and not require_annotations:
+        elif not result and is_annotation and not (
+            require_annotations is True
+            or (isinstance(require_annotations, set) and title[len("annotation "):].strip("'") in require_annotations)
+        ):
             print(f"ok    0 series  {title} (none yet): {expr}")
         elif not result:
             errors.append(f"{title}: {expr}\n      no data")
@@ -169,8 +173,13 @@ def query(base, require_annotations=False):
 def main(argv):
     if len(argv) >= 2 and argv[1] == "validate":
         errors = validate()
-    elif len(argv) in (3, 4) and argv[1] == "query" and argv[3:] in ([], ["--annotations"]):
-        errors = query(argv[2], require_annotations=argv[3:] == ["--annotations"])
+    elif len(argv) in (3, 4) and argv[1] == "query" and (
+        argv[3:] in ([], ["--annotations"]) or argv[3].startswith("--annotations=")
+    ):
+        required = argv[3:] == ["--annotations"] or (
+            set(argv[3].split("=", 1)[1].split(",")) if argv[3:] else False
+        )
+        errors = query(argv[2], require_annotations=required)
     else:
         print(__doc__, file=sys.stderr)
         return 2
