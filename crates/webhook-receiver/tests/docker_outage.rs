@@ -16,6 +16,14 @@ struct PrivateDockerd {
     child: Option<Child>,
 }
 
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
 fn ip(args: &[&str]) {
     let ok = Command::new("ip")
         .args(args)
@@ -131,6 +139,12 @@ async fn wait_docker(agent: &support::Agent, want: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs dockerd"]
 async fn docker_stopped_and_started_again_the_agent_recovers_by_itself() {
+    // A private dockerd needs root (its own bridge, mounts). As a user in the docker group the
+    // test command skips this one test, saying so; CI runs as root.
+    if !is_root() {
+        eprintln!("SKIPPED docker_stopped_and_started_again: needs root to run a private dockerd");
+        return;
+    }
     let mut d = PrivateDockerd::new();
     let host = d.host.clone();
     // The agent starts while Docker is down: it serves and says so.

@@ -507,3 +507,25 @@ async fn a_paused_replica_is_unpaused_by_the_events_path() {
     assert_eq!(acts, [serde_json::json!("unpause")]);
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker daemon"]
+async fn a_service_labelled_notify_is_diagnosed_never_acted_on() {
+    let p = Project::new("notifylvl");
+    let a = p.add_labelled("webapp", 1, Replica::Healthy, &["healstack.action=notify"]);
+    let agent = spawn_agent(&p.name, &[]).await;
+    agent.started().await;
+    let since = chrono::Utc::now();
+    p.kill(&a);
+    agent.post_alert(&webapp_alert()).await;
+    agent.settle().await;
+    agent.post_alert(&webapp_alert()).await;
+    agent.settle().await;
+    assert_eq!(p.status(&a), "exited");
+    assert_eq!(p.starts_since(&a, since), 0);
+    let incidents = agent.incidents().await;
+    assert_eq!(outcomes(&incidents), ["notified"], "{incidents:#?}");
+    assert_eq!(incidents[0]["action_level"], "notify");
+    assert_eq!(incidents[0]["class"], "killed");
+    agent.stop().await;
+}

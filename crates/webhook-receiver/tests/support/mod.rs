@@ -133,6 +133,11 @@ impl Project {
 
     /// Starts replica `n` of `service` and returns its container name (`<project>-<service>-<n>`).
     pub fn add(&self, service: &str, n: u32, kind: Replica) -> String {
+        self.add_labelled(service, n, kind, &[])
+    }
+
+    /// As [`Project::add`], with extra labels (`healstack.action=notify`, ...).
+    pub fn add_labelled(&self, service: &str, n: u32, kind: Replica, labels: &[&str]) -> String {
         let name = format!("{}-{service}-{n}", self.name);
         let project_label = format!("com.docker.compose.project={}", self.name);
         let service_label = format!("com.docker.compose.service={service}");
@@ -141,9 +146,12 @@ impl Project {
             Replica::Healthy => "trap 'exit 0' TERM; while true; do sleep 1; done",
             Replica::CrashLoop => "sleep 0.3; exit 1",
         };
-        self.docker(&[
-            "run",
-            "-d",
+        let mut args: Vec<&str> = vec!["run", "-d"];
+        for l in labels {
+            args.push("--label");
+            args.push(l);
+        }
+        args.extend([
             "--name",
             &name,
             "--label",
@@ -168,8 +176,8 @@ impl Project {
             "sh",
             "-c",
             script,
-        ])
-        .expect("docker run");
+        ]);
+        self.docker(&args).expect("docker run");
         name
     }
 
