@@ -12,6 +12,8 @@ use anyhow::{bail, Context};
 /// Log level the agent runs at: `info` logs every webhook, which would measure the log sink.
 pub const LOG_LEVEL: &str = "warn";
 pub const TOKEN: &str = "bench-token";
+/// The compose project the agent heals: empty on any machine, and the project the payload names.
+pub const PROJECT: &str = "agentbench";
 
 pub struct Agent {
     child: Child,
@@ -36,7 +38,7 @@ impl Agent {
             .current_dir(dir)
             .envs([
                 ("LISTEN_ADDR", addr.to_string()),
-                ("HEAL_PROJECT", "agentbench".into()),
+                ("HEAL_PROJECT", PROJECT.into()),
                 ("HEAL_SERVICES", "webapp".into()),
                 ("DOCKER_EVENTS", "false".into()),
                 ("HEALTH_URL", String::new()),

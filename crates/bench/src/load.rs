@@ -18,7 +18,7 @@ pub fn payload(service: &str) -> Vec<u8> {
             "status": "firing",
             "labels": {
                 "alertname": name, "service": service, "severity": "critical",
-                "instance": instance, "job": "webapp", "compose_project": "stack",
+                "instance": instance, "job": "webapp", "compose_project": crate::agent::PROJECT,
             },
             "annotations": {
                 "summary": summary,
