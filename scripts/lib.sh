@@ -101,7 +101,9 @@ ensure_host_tools() {
     # No services: promtool and amtool run from the Prometheus and Alertmanager images
     # (scripts/check-configs), so no prometheus unit takes port 9090 after a reboot.
     local pkgs=()
-    command -v dockerd >/dev/null || command -v docker >/dev/null || pkgs+=(docker.io)
+    # The engine, unless one already answers (Docker Desktop, a daemon started by systemd). A
+    # docker client alone is not enough: some machine images ship the CLI without dockerd.
+    docker info >/dev/null 2>&1 || command -v dockerd >/dev/null || pkgs+=(docker.io)
     command -v curl >/dev/null || pkgs+=(curl)
     command -v jq >/dev/null || pkgs+=(jq)
     # The base image of the stand-ins (root only, and only while it does not exist yet).
