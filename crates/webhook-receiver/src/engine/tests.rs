@@ -722,6 +722,27 @@ async fn notify_level_diagnoses_and_never_acts() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn off_level_leaves_the_service_alone_and_records_nothing() {
+    let h = harness(Opts::default()).await;
+    for n in &h.names {
+        h.rt.label(n, ActionLevel::LABEL, "off");
+    }
+    h.rt.kill(&h.names[0]);
+    h.trigger_alert();
+    h.settle().await;
+    assert_eq!(h.rt.actions_on(&h.names[0]), 0);
+    assert!(h.incidents().is_empty(), "{:?}", h.outcomes());
+    // Turned back to auto, the next trigger heals it: `off` was the label, not a lost replica.
+    for n in &h.names {
+        h.rt.label(n, ActionLevel::LABEL, "auto");
+    }
+    h.trigger_alert();
+    h.settle().await;
+    assert_eq!(h.rt.actions_on(&h.names[0]), 1);
+    assert_eq!(h.outcomes(), [Outcome::Healed]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_service_url_failing_in_front_of_healthy_replicas_is_out_of_scope() {
     let h = harness(Opts::default()).await;
     h.rt.set_service_url(false);
