@@ -114,6 +114,13 @@ impl Harness {
         }
     }
 
+    /// Labels every replica of the service with `healstack.action=<value>`.
+    fn set_action_level(&self, value: &str) {
+        for n in &self.names {
+            self.rt.label(n, ActionLevel::LABEL, value);
+        }
+    }
+
     fn trigger_alert(&self) {
         assert!(self.engine.trigger("webapp", self.alert()));
     }
@@ -708,9 +715,7 @@ async fn deaths_while_the_event_stream_was_down_are_found_on_reconnect() {
 #[tokio::test(start_paused = true)]
 async fn notify_level_diagnoses_and_never_acts() {
     let h = harness(Opts::default()).await;
-    for n in &h.names {
-        h.rt.label(n, ActionLevel::LABEL, "notify");
-    }
+    h.set_action_level("notify");
     h.rt.kill(&h.names[0]);
     h.trigger_alert();
     h.settle().await;
@@ -724,18 +729,14 @@ async fn notify_level_diagnoses_and_never_acts() {
 #[tokio::test(start_paused = true)]
 async fn off_level_leaves_the_service_alone_and_records_nothing() {
     let h = harness(Opts::default()).await;
-    for n in &h.names {
-        h.rt.label(n, ActionLevel::LABEL, "off");
-    }
+    h.set_action_level("off");
     h.rt.kill(&h.names[0]);
     h.trigger_alert();
     h.settle().await;
     assert_eq!(h.rt.actions_on(&h.names[0]), 0);
     assert!(h.incidents().is_empty(), "{:?}", h.outcomes());
     // Turned back to auto, the next trigger heals it: `off` was the label, not a lost replica.
-    for n in &h.names {
-        h.rt.label(n, ActionLevel::LABEL, "auto");
-    }
+    h.set_action_level("auto");
     h.trigger_alert();
     h.settle().await;
     assert_eq!(h.rt.actions_on(&h.names[0]), 1);
