@@ -508,11 +508,12 @@ async fn a_paused_replica_is_unpaused_by_the_events_path() {
     agent.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a Docker daemon"]
-async fn a_service_labelled_notify_is_diagnosed_never_acted_on() {
-    let p = Project::new("notifylvl");
-    let a = p.add_labelled("webapp", 1, Replica::Healthy, &["healstack.action=notify"]);
+/// One replica labelled `healstack.action=<level>`, killed, then two alerts (and the Docker
+/// events meanwhile): the replica must stay down, never started; returns the incidents.
+async fn killed_replica_at_action_level(level: &str) -> Vec<serde_json::Value> {
+    let p = Project::new(&format!("{level}lvl"));
+    let label = format!("healstack.action={level}");
+    let a = p.add_labelled("webapp", 1, Replica::Healthy, &[label.as_str()]);
     let agent = spawn_agent(&p.name, &[]).await;
     agent.started().await;
     let since = chrono::Utc::now();
@@ -524,8 +525,22 @@ async fn a_service_labelled_notify_is_diagnosed_never_acted_on() {
     assert_eq!(p.status(&a), "exited");
     assert_eq!(p.starts_since(&a, since), 0);
     let incidents = agent.incidents().await;
+    agent.stop().await;
+    incidents
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker daemon"]
+async fn a_service_labelled_notify_is_diagnosed_never_acted_on() {
+    let incidents = killed_replica_at_action_level("notify").await;
     assert_eq!(outcomes(&incidents), ["notified"], "{incidents:#?}");
     assert_eq!(incidents[0]["action_level"], "notify");
     assert_eq!(incidents[0]["class"], "killed");
-    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker daemon"]
+async fn a_service_labelled_off_is_left_alone_and_records_nothing() {
+    let incidents = killed_replica_at_action_level("off").await;
+    assert!(incidents.is_empty(), "{incidents:#?}");
 }
