@@ -213,6 +213,7 @@ async fn run_variant(
     let rss_after_kib = agent.rss_kib().context("agent gone after the burst")?;
     let incidents: Vec<serde_json::Value> = http
         .get(agent.url("/incidents?limit=1000"))
+        .bearer_auth(agent::TOKEN)
         .send()
         .await?
         .error_for_status()?
