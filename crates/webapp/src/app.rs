@@ -1,7 +1,7 @@
 //! The two routers: the app (`/`, `/health`) and the metrics listener (`/metrics`).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -19,6 +19,9 @@ pub struct AppState {
     pub instance: Arc<str>,
     pub leak: Arc<Leak>,
     pub metrics: Metrics,
+    /// `RESPONSE_DELAY`: how long every request but `/health` waits before it is answered (a
+    /// test knob; zero by default).
+    pub response_delay: Duration,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -26,6 +29,12 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index))
         .route("/health", get(health))
         .fallback(not_found)
+        // Every answer waits, 404s and 405s too (a POST must be in flight as long as a GET);
+        // the healthcheck does not, so Docker's view of the replica stays what it was.
+        .layer(middleware::from_fn_with_state(
+            state.response_delay,
+            delay_responses,
+        ))
         // `layer`, not `route_layer`: unmatched paths must be counted too (as "other").
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
@@ -75,6 +84,13 @@ async fn render_metrics(State(metrics): State<Metrics>) -> Response {
             (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n").into_response()
         }
     }
+}
+
+async fn delay_responses(State(delay): State<Duration>, request: Request, next: Next) -> Response {
+    if !delay.is_zero() && request.uri().path() != "/health" {
+        tokio::time::sleep(delay).await;
+    }
+    next.run(request).await
 }
 
 /// Counts and times every request under its route pattern, so label values stay a

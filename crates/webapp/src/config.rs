@@ -2,11 +2,17 @@
 //! defaults, validated once at start. `webapp --help` lists them all.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Bytes leaked per `GET /` unless `LEAK_BYTES_PER_REQUEST` says otherwise (1 MiB).
 pub const DEFAULT_LEAK_BYTES_PER_REQUEST: usize = 1024 * 1024;
+
+/// How long requests in flight at SIGTERM may take to finish unless `DRAIN_TIMEOUT` says otherwise.
+/// Requests here take milliseconds; the bound is for a client that never finishes its request.
+/// Keep it under the container's stop timeout (compose: `stop_grace_period`, 10 s).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The command line: an optional subcommand and the settings.
 #[derive(Debug, Parser)]
@@ -56,6 +62,18 @@ pub struct Settings {
     /// container's hostname (Docker sets it to the container id).
     #[arg(long, env = "HOSTNAME", default_value = "")]
     pub instance: String,
+    /// After SIGTERM, how long requests in flight may take to finish before the rest are cut
+    /// (`500ms`, `5s`, ...); new connections are refused at once. Keep it under the stop timeout.
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+    /// Test knob: ignore SIGTERM, as a replica that will not drain (Docker's stop timeout then
+    /// kills it). SIGINT still stops it.
+    #[arg(long, env = "IGNORE_SIGTERM")]
+    pub ignore_sigterm: bool,
+    /// Test knob: every request but `/health` waits this long before it is answered, as a slower
+    /// real app's would, so that requests are in flight when a stop comes (`0s`: at once).
+    #[arg(long, env = "RESPONSE_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub response_delay: Duration,
 }
 
 /// Everything the app needs to start, validated. Build it with [`Settings::into_config`].
@@ -68,6 +86,9 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_filter: String,
     pub instance: String,
+    pub drain_timeout: Duration,
+    pub ignore_sigterm: bool,
+    pub response_delay: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -96,6 +117,9 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_filter: "info".to_owned(),
             instance: "unknown".to_owned(),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            ignore_sigterm: false,
+            response_delay: Duration::ZERO,
         }
     }
 }
@@ -131,6 +155,9 @@ impl Settings {
             log_format: self.log_format,
             log_filter,
             instance,
+            drain_timeout: self.drain_timeout,
+            ignore_sigterm: self.ignore_sigterm,
+            response_delay: self.response_delay,
         })
     }
 }
@@ -194,6 +221,15 @@ mod tests {
         );
         assert_eq!(default_of("log_format"), "text");
         assert_eq!(default_of("log_filter"), d.log_filter);
+        assert_eq!(
+            humantime::parse_duration(&default_of("drain_timeout")).unwrap(),
+            d.drain_timeout
+        );
+        assert!(!config(&[]).ignore_sigterm);
+        assert_eq!(
+            humantime::parse_duration(&default_of("response_delay")).unwrap(),
+            d.response_delay
+        );
     }
 
     #[test]
@@ -206,6 +242,9 @@ mod tests {
             "--log-format=json",
             "--log-filter=debug",
             "--instance=web-2",
+            "--drain-timeout=750ms",
+            "--ignore-sigterm",
+            "--response-delay=20ms",
         ]);
         assert_eq!(c.app_addr(), "127.0.0.1:9000".parse().unwrap());
         assert_eq!(c.metrics_addr(), "127.0.0.1:9001".parse().unwrap());
@@ -213,6 +252,9 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.log_filter, "debug");
         assert_eq!(c.instance, "web-2");
+        assert_eq!(c.drain_timeout, Duration::from_millis(750));
+        assert!(c.ignore_sigterm);
+        assert_eq!(c.response_delay, Duration::from_millis(20));
     }
 
     #[test]
@@ -231,6 +273,7 @@ mod tests {
             ("--leak-bytes-per-request", "1MB"),
             ("--bind-addr", "localhost"),
             ("--log-format", "xml"),
+            ("--drain-timeout", "5parsecs"),
         ] {
             let message = parse(&[&format!("{flag}={bad}")]).unwrap_err().to_string();
             assert!(message.contains(flag), "{message:?} should name {flag}");

@@ -4,6 +4,8 @@
 //! - [`config`]: the command line and environment variables (clap), validated once at start.
 //! - [`startup`]: binds the app and metrics listeners ([`Application`]), serves them
 //!   until the shutdown future completes ([`run`]), and the SIGTERM/SIGINT future.
+//! - [`serve`]: the HTTP/1.1 server loop and the drain after SIGTERM (refuse new connections,
+//!   answer what was accepted, close idle keep-alive ones, bounded by `DRAIN_TIMEOUT`).
 //! - [`app`]: the routers: `GET /` (leaks), `GET /health`, and `GET /metrics` on its own port.
 //! - [`leak`]: the never-freed, fully written buffers behind `GET /`.
 //! - [`metrics`]: the Prometheus registry (requests, latency, leaked bytes, cgroup
@@ -16,6 +18,7 @@ pub mod config;
 pub mod healthcheck;
 pub mod leak;
 pub mod metrics;
+pub mod serve;
 pub mod startup;
 pub mod telemetry;
 

@@ -42,7 +42,8 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(webapp::run(config, webapp::shutdown_signal())) {
+    let signal = webapp::shutdown_signal(config.ignore_sigterm);
+    match runtime.block_on(webapp::run(config, signal)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "webapp failed");

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -12,6 +13,7 @@ use crate::app::{self, AppState};
 use crate::config::Config;
 use crate::leak::Leak;
 use crate::metrics::Metrics;
+use crate::serve;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -37,6 +39,7 @@ pub struct Application {
     app_addr: SocketAddr,
     metrics_addr: SocketAddr,
     state: AppState,
+    drain_timeout: Duration,
 }
 
 impl Application {
@@ -64,6 +67,7 @@ impl Application {
             instance: config.instance.as_str().into(),
             leak: Arc::new(Leak::new(config.leak_bytes_per_request)),
             metrics: Metrics::new()?,
+            response_delay: config.response_delay,
         };
         Ok(Self {
             app_listener,
@@ -71,6 +75,7 @@ impl Application {
             app_addr,
             metrics_addr,
             state,
+            drain_timeout: config.drain_timeout,
         })
     }
 
@@ -90,8 +95,8 @@ impl Application {
         self.metrics_addr.port()
     }
 
-    /// Serves both listeners until `shutdown` completes, then drains in-flight
-    /// requests on both (axum graceful shutdown) and returns.
+    /// Serves both listeners until `shutdown` completes, then drains both (see [`crate::serve`])
+    /// for at most the configured drain timeout, and returns.
     pub async fn run_until<F>(self, shutdown: F) -> Result<(), StartError>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -103,6 +108,8 @@ impl Application {
             instance = %self.state.instance,
             leak_bytes_per_request = self.state.leak.bytes_per_request(),
             memory_limit_bytes = limit,
+            drain_timeout_ms = self.drain_timeout.as_millis() as u64,
+            response_delay_ms = self.state.response_delay.as_millis() as u64,
             "listening"
         );
 
@@ -110,7 +117,7 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
-            tracing::info!("shutting down: draining requests");
+            tracing::info!("shutting down: refusing new connections, draining requests");
             let _ = stop_tx.send(true);
         });
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -118,27 +125,43 @@ impl Application {
         };
 
         let metrics_router = app::metrics_router(self.state.metrics.clone());
-        let app = axum::serve(self.app_listener, app::router(self.state))
-            .with_graceful_shutdown(stopped(stop_rx.clone()));
-        let metrics = axum::serve(self.metrics_listener, metrics_router)
-            .with_graceful_shutdown(stopped(stop_rx));
-
+        let drain = self.drain_timeout;
         let (app, metrics) = tokio::join!(
-            async {
-                app.await.map_err(|source| StartError::Serve {
-                    what: "app",
-                    source,
-                })
-            },
-            async {
-                metrics.await.map_err(|source| StartError::Serve {
-                    what: "metrics",
-                    source,
-                })
-            },
+            serve::serve(
+                self.app_listener,
+                app::router(self.state),
+                stopped(stop_rx.clone()),
+                drain
+            ),
+            serve::serve(
+                self.metrics_listener,
+                metrics_router,
+                stopped(stop_rx),
+                drain
+            ),
         );
-        app.and(metrics)?;
-        tracing::info!("shut down cleanly");
+        let app = app.map_err(|source| StartError::Serve {
+            what: "app",
+            source,
+        })?;
+        let metrics = metrics.map_err(|source| StartError::Serve {
+            what: "metrics",
+            source,
+        })?;
+        let cut = app.cut + metrics.cut;
+        if cut > 0 {
+            tracing::warn!(
+                cut,
+                drain_timeout_ms = drain.as_millis() as u64,
+                "drain timeout passed: connections still open were cut"
+            );
+        }
+        tracing::info!(
+            connections = app.open + metrics.open,
+            cut,
+            drain_ms = app.took.max(metrics.took).as_secs_f64() * 1e3,
+            "shut down cleanly"
+        );
         Ok(())
     }
 }
@@ -151,8 +174,10 @@ where
     Application::build(config).await?.run_until(shutdown).await
 }
 
-/// Completes on the first SIGTERM (`docker stop`) or SIGINT (Ctrl-C), and logs which.
-pub async fn shutdown_signal() {
+/// Completes on the first SIGTERM (`docker stop`) or SIGINT (Ctrl-C), and logs which. With
+/// `ignore_sigterm` (the `IGNORE_SIGTERM` test knob: a replica that will not drain) SIGTERM is
+/// logged and ignored, so Docker's stop timeout ends the process with SIGKILL; SIGINT still works.
+pub async fn shutdown_signal(ignore_sigterm: bool) {
     let ctrl_c = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for SIGINT");
@@ -163,9 +188,15 @@ pub async fn shutdown_signal() {
     let term = async {
         use tokio::signal::unix::{signal, SignalKind};
         match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+            Ok(mut term) => loop {
                 term.recv().await;
-            }
+                if !ignore_sigterm {
+                    break;
+                }
+                tracing::warn!(
+                    "SIGTERM ignored (IGNORE_SIGTERM): not draining; the stop timeout will kill this replica"
+                );
+            },
             Err(error) => {
                 tracing::error!(%error, "cannot listen for SIGTERM");
                 std::future::pending::<()>().await;
@@ -173,7 +204,10 @@ pub async fn shutdown_signal() {
         }
     };
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
+    let term = {
+        let _ = ignore_sigterm;
+        std::future::pending::<()>()
+    };
 
     tokio::select! {
         () = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown signal received"),

@@ -154,3 +154,35 @@ async fn healthcheck_fails_against_a_closed_port() {
         "{err}"
     );
 }
+
+/// The `RESPONSE_DELAY` test knob slows every answer, a 405 for a POST too (scripts/check-drain
+/// needs POSTs in flight), but never the healthcheck.
+#[tokio::test]
+async fn response_delay_slows_every_answer_but_health() {
+    let delay = Duration::from_millis(300);
+    let app = helpers::spawn_with(webapp::Config {
+        response_delay: delay,
+        ..helpers::test_config()
+    })
+    .await;
+    for (method, path, status) in [("GET", "/", 200), ("POST", "/", 405), ("GET", "/nope", 404)] {
+        let started = std::time::Instant::now();
+        let response = app
+            .client
+            .request(
+                method.parse().unwrap(),
+                format!("http://{}{path}", app.addr),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{method} {path}");
+        let took = started.elapsed();
+        assert!(took >= delay, "{method} {path}: {took:?}");
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(app.get("/health").await.status(), 200);
+    let took = started.elapsed();
+    assert!(took < delay, "/health: {took:?}");
+    app.shutdown().await.unwrap();
+}

@@ -69,16 +69,20 @@ async fn sigint_shuts_down_cleanly() {
     stops_cleanly_on("INT", "SIGINT").await;
 }
 
-async fn stops_cleanly_on(kill_signal: &str, logged: &str) {
-    let mut child = webapp(&[
+/// A line reader over the webapp's stdout (JSON logs).
+type LogLines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+/// Starts the binary on loopback (ports picked by the OS, JSON logs) and waits until it listens;
+/// returns it, its log lines, and the app's address.
+async fn start_webapp(extra: &[(&str, &str)]) -> (tokio::process::Child, LogLines, String) {
+    let mut vars = vec![
         ("BIND_ADDR", "127.0.0.1"),
         ("PORT", "0"),
         ("METRICS_PORT", "0"),
         ("LOG_FORMAT", "json"),
-    ])
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
+    ];
+    vars.extend_from_slice(extra);
+    let mut child = webapp(&vars).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
 
     // The "listening" log line is how a caller learns the ports bound for port 0.
@@ -97,17 +101,23 @@ async fn stops_cleanly_on(kill_signal: &str, logged: &str) {
     })
     .await
     .expect("webapp starts listening");
-    let addr = listening["app_addr"].as_str().unwrap();
+    let addr = listening["app_addr"].as_str().unwrap().to_string();
     let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
     assert_eq!(health.status(), 200);
+    (child, lines, addr)
+}
 
+fn send_signal(child: &tokio::process::Child, signal: &str) {
     let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args([&format!("-{kill_signal}"), &pid])
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
         .status()
         .unwrap();
-    assert!(killed.success());
+    assert!(sent.success());
+}
 
+/// Waits for the exit (exit 0 expected) and returns the rest of the log.
+async fn exits_cleanly(mut child: tokio::process::Child, mut lines: LogLines) -> String {
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("webapp exits after the signal")
@@ -118,6 +128,39 @@ async fn stops_cleanly_on(kill_signal: &str, logged: &str) {
         rest.push_str(&line);
         rest.push('\n');
     }
+    rest
+}
+
+async fn stops_cleanly_on(kill_signal: &str, logged: &str) {
+    let (child, lines, _) = start_webapp(&[]).await;
+    send_signal(&child, kill_signal);
+    let rest = exits_cleanly(child, lines).await;
     assert!(rest.contains(logged), "{rest}");
+    assert!(rest.contains("shut down cleanly"), "{rest}");
+}
+
+/// The test knob for a replica that will not drain: SIGTERM changes nothing (Docker's stop
+/// timeout will SIGKILL it), SIGINT still stops it.
+#[tokio::test]
+async fn ignore_sigterm_keeps_serving_through_sigterm() {
+    let (mut child, lines, addr) = start_webapp(&[("IGNORE_SIGTERM", "true")]).await;
+    send_signal(&child, "TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(child.try_wait().unwrap().is_none(), "exited on SIGTERM");
+    let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    send_signal(&child, "INT");
+    let rest = exits_cleanly(child, lines).await;
+    assert!(rest.contains("SIGTERM ignored"), "{rest}");
+    assert!(rest.contains("SIGINT"), "{rest}");
+}
+
+/// `IGNORE_SIGTERM=false` (what compose passes by default) is the normal drain.
+#[tokio::test]
+async fn ignore_sigterm_false_drains_on_sigterm() {
+    let (child, lines, _) = start_webapp(&[("IGNORE_SIGTERM", "false")]).await;
+    send_signal(&child, "TERM");
+    let rest = exits_cleanly(child, lines).await;
     assert!(rest.contains("shut down cleanly"), "{rest}");
 }

@@ -16,14 +16,25 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app(leak_bytes_per_request: usize) -> TestApp {
-    let config = Config {
+    spawn_with(Config {
+        leak_bytes_per_request,
+        ..test_config()
+    })
+    .await
+}
+
+/// The config `spawn_app` starts with: loopback, ports picked by the OS.
+pub fn test_config() -> Config {
+    Config {
         bind_addr: "127.0.0.1".parse().unwrap(),
         port: 0,
         metrics_port: 0,
-        leak_bytes_per_request,
         instance: "test-replica".to_owned(),
         ..Config::default()
-    };
+    }
+}
+
+pub async fn spawn_with(config: Config) -> TestApp {
     let app = Application::build(config).await.expect("app starts");
     let (addr, metrics_addr) = (app.app_addr(), app.metrics_addr());
     assert_ne!(addr.port(), 0);
@@ -68,7 +79,18 @@ impl TestApp {
 
     /// Triggers graceful shutdown and waits for both servers to finish.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
-        let _ = self.stop.take().unwrap().send(());
+        self.begin_shutdown();
+        self.stopped().await
+    }
+
+    /// What SIGTERM does: the server starts draining; [`TestApp::stopped`] waits for the end.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    pub async fn stopped(self) -> Result<(), StartError> {
         self.server.await.expect("server task did not panic")
     }
 }
