@@ -13,7 +13,7 @@ use crate::engine::{Brief, Runbook, Strategy, StrategyReport};
 use crate::incidents::{LlmRecord, Mode, TriggerKind};
 use crate::llm::{self, Budget, ChatModel, LlmConfig, LoopEnd, ProviderChoice};
 use crate::metrics::Metrics;
-use crate::tools::guard_bounded;
+use crate::text::bounded as guard_bounded;
 use crate::tools::Toolbox;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,7 @@ pub fn llm_config(s: &Settings) -> LlmConfig {
         gemini_api_key: s.gemini_key(),
         gemini_model: s.gemini_model.clone(),
         gemini_base_url: s.gemini_base_url.clone(),
+        gemini_thinking_level: s.gemini_thinking_level,
         openai_api_key: s.openai_key(),
         openai_base_url: non_empty(&s.openai_base_url),
         openai_model: non_empty(&s.openai_model),

@@ -1,52 +1,58 @@
-//! Restart budgets: at most `max` restarts of one replica within `window`, with growing backoff
-//! between attempts. A spent budget is an open circuit breaker: the replica is left alone (a crash
-//! loop) until old attempts age out of the window, or an operator resets it.
+//! Restart pacing per replica, persisted: how many restarts the agent made lately (the backoff
+//! before the next one grows with them) and how many of its actions since the replica last served
+//! (a replica that never serves again is given up on after `CRASH_ON_START_TRIES` of them).
 //!
-//! Attempts are persisted to a small JSON file so a restarted agent keeps them. Writes go through
-//! one writer thread (never the async runtime's threads) that coalesces bursts: each write is a
-//! unique temporary file, fsync, rename over the old file, fsync of the directory, as Prometheus
-//! and etcd write their snapshots. Loading skips what it cannot parse, entry by entry, with a
-//! warning: a damaged file costs at most the budgets it held, never the agent's start.
+//! There is no budget to spend any more: a replica that served before it died is restarted every
+//! time, after a backoff capped at `RESTART_BACKOFF_MAX_MS` (the floor the agent keeps, see
+//! docs/agent.md). The backoff starts again once the replica ran healthy for
+//! `RESTART_STABLE_SECS` (Docker resets its own after 10 s of running).
+//!
+//! Kept in `restart-budget.json` through [`crate::persist`] (crash-safe writes off the async
+//! runtime); entry by entry, what cannot be parsed is skipped with a warning.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::persist::{lock, read_object, Persister};
+
 #[derive(Debug, Clone)]
 pub struct BudgetPolicy {
-    pub max_restarts: u32,
+    /// How long a restart counts for the backoff (`RESTART_WINDOW_SECS`).
     pub window: Duration,
-    /// Wait before the second attempt within the window; doubles for each further attempt.
+    /// Wait before the second restart of a streak; doubles for each further one.
     pub backoff_base: Duration,
+    /// The longest wait: low enough that a replica dying under load still serves most of the
+    /// time (under 20 Locust users Docker's own backoff, which grows to a minute, served 73 % of
+    /// requests where this 2 s cap served 95 %; see the README).
     pub backoff_max: Duration,
-    /// A replica that was running and healthy at least this long before it failed is not
-    /// crash-looping: its earlier attempts are forgotten, as Kubernetes resets CrashLoopBackOff
-    /// only after a stable period. Zero disables the reset.
+    /// A replica that ran healthy at least this long before it failed starts a new streak: no
+    /// backoff. Zero: never.
     pub stable_after: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum BudgetDecision {
-    /// May restart after waiting this long (zero for the first attempt).
-    Allowed { wait: Duration, attempt: u32 },
-    /// Budget spent: `attempts` restarts within the window.
-    Exhausted { attempts: u32 },
+/// When the next restart of a replica may happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Zero for the first restart of a streak.
+    pub wait: Duration,
+    /// 1 for the first restart of a streak.
+    pub attempt: u32,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Entry {
     service: String,
+    /// Restarts of the current streak within the window.
     attempts: Vec<DateTime<Utc>>,
+    /// Actions since the replica last served.
+    #[serde(default)]
+    tries: u32,
 }
-
-/// Largest budget file read at start (a few hundred bytes per replica; anything near this is not ours).
-const MAX_FILE: u64 = 16 << 20;
 
 pub struct RestartBudget {
     policy: BudgetPolicy,
@@ -55,17 +61,23 @@ pub struct RestartBudget {
 }
 
 impl RestartBudget {
-    /// Loads earlier attempts from `path` when it exists (blocking: for tests and sync callers;
+    /// Loads earlier restarts from `path` when it exists (blocking: for tests and sync callers;
     /// the agent uses [`RestartBudget::open`]). What cannot be read is reported and skipped.
     pub fn load(policy: BudgetPolicy, path: Option<PathBuf>) -> Self {
         let entries = path.as_deref().map(read_entries).unwrap_or_default();
         let entries = Arc::new(Mutex::new(entries));
-        let persist = path.map(|p| Persister::start(p, entries.clone()));
+        let persist = path.map(|p| Persister::start(p, entries.clone(), "restart budgets"));
         RestartBudget {
             policy,
             entries,
             persist,
         }
+    }
+
+    /// Why the budgets are not on disk right now, if they are not (a fault for `/healthz`,
+    /// never a reason to stop healing: they stay in memory).
+    pub fn fault(&self) -> Option<String> {
+        self.persist.as_ref().and_then(Persister::fault)
     }
 
     /// [`RestartBudget::load`] on the blocking pool.
@@ -79,7 +91,7 @@ impl RestartBudget {
                 let entries = Arc::new(Mutex::new(HashMap::new()));
                 RestartBudget {
                     policy,
-                    persist: path.map(|p| Persister::start(p, entries.clone())),
+                    persist: path.map(|p| Persister::start(p, entries.clone(), "restart budgets")),
                     entries,
                 }
             }
@@ -97,8 +109,9 @@ impl RestartBudget {
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
-    /// May `replica` be restarted now, and after how long a wait?
-    pub fn check(&self, replica: &str, now: DateTime<Utc>) -> BudgetDecision {
+    /// The wait before the next restart of `replica`: none for the first of a streak, then
+    /// `backoff_base` doubling per restart, at most `backoff_max`, counted from the last one.
+    pub fn backoff(&self, replica: &str, now: DateTime<Utc>) -> Backoff {
         let entries = lock(&self.entries);
         let since = self.window_start(now);
         let recent: Vec<_> = entries
@@ -106,9 +119,6 @@ impl RestartBudget {
             .map(|e| e.attempts.iter().filter(|t| **t > since).copied().collect())
             .unwrap_or_default();
         let n = recent.len() as u32;
-        if n >= self.policy.max_restarts {
-            return BudgetDecision::Exhausted { attempts: n };
-        }
         let wait = match recent.iter().max() {
             None => Duration::ZERO,
             Some(last) => {
@@ -121,13 +131,18 @@ impl RestartBudget {
                 backoff.saturating_sub(elapsed)
             }
         };
-        BudgetDecision::Allowed {
+        Backoff {
             wait,
-            attempt: n + 1,
+            attempt: n.saturating_add(1),
         }
     }
 
-    /// Records an attempt and persists the budgets (in the background).
+    /// The agent's actions on `replica` since it last served.
+    pub fn tries(&self, replica: &str) -> u32 {
+        lock(&self.entries).get(replica).map_or(0, |e| e.tries)
+    }
+
+    /// Records an action Docker confirmed, and persists (in the background).
     pub fn record(&self, service: &str, replica: &str, at: DateTime<Utc>) {
         {
             let mut entries = lock(&self.entries);
@@ -136,41 +151,49 @@ impl RestartBudget {
             e.service = service.to_string();
             e.attempts.retain(|t| *t > since);
             e.attempts.push(at);
-            entries.retain(|_, e| e.attempts.iter().any(|t| *t > since));
+            // Nobody restarts a replica that often within a window; bounded all the same.
+            if e.attempts.len() > 1000 {
+                e.attempts.remove(0);
+            }
+            e.tries = e.tries.saturating_add(1);
+            entries.retain(|_, e| e.tries > 0 || e.attempts.iter().any(|t| *t > since));
         }
         self.persist();
     }
 
-    /// Forgets `replica`'s attempts when it was running and healthy for at least `stable_after`
-    /// before it failed (`healthy_for`): a replica that served, then died under load, is not a
-    /// crash loop. Returns true when there was a budget to forget.
-    pub fn reset_if_stable(&self, replica: &str, healthy_for: Duration) -> bool {
+    /// `replica` served (became healthy) since the agent's last action: its tries start again.
+    /// Returns true when that changed anything.
+    pub fn served(&self, replica: &str) -> bool {
+        let changed = match lock(&self.entries).get_mut(replica) {
+            Some(e) if e.tries > 0 => {
+                e.tries = 0;
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            self.persist();
+        }
+        changed
+    }
+
+    /// `replica` ran healthy for `healthy_for`: at least `stable_after` ends its streak (no
+    /// backoff before the next restart). Returns true when there was a streak to end.
+    pub fn settle_if_stable(&self, replica: &str, healthy_for: Duration) -> bool {
         if self.policy.stable_after.is_zero() || healthy_for < self.policy.stable_after {
             return false;
         }
         self.reset(replica)
     }
 
-    /// Forgets `replica`'s attempts (an operator's reset, or a stable run). True when it had any.
+    /// Forgets `replica`'s restarts and tries (an operator's reset, or a stable run). True when
+    /// it had any.
     pub fn reset(&self, replica: &str) -> bool {
         let removed = lock(&self.entries).remove(replica).is_some();
         if removed {
             self.persist();
         }
         removed
-    }
-
-    /// Replicas of `service` whose budget is spent right now.
-    pub fn open_breakers(&self, service: &str, now: DateTime<Utc>) -> usize {
-        let entries = lock(&self.entries);
-        let since = self.window_start(now);
-        entries
-            .values()
-            .filter(|e| e.service == service)
-            .filter(|e| {
-                e.attempts.iter().filter(|t| **t > since).count() as u32 >= self.policy.max_restarts
-            })
-            .count()
     }
 
     /// Waits until every change made before this call is on disk (or its write failed and was
@@ -188,201 +211,20 @@ impl RestartBudget {
     }
 }
 
-/// A poisoned lock only means another thread panicked while holding it; the data is still whole.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Reads the budget file, entry by entry.
-fn read_entries(path: &Path) -> HashMap<String, Entry> {
-    remove_stale_temporaries(path);
-    let bytes = match std::fs::metadata(path) {
-        Ok(m) if m.len() > MAX_FILE => {
-            tracing::warn!(path = %path.display(), bytes = m.len(), "restart budget file is too large to be ours; starting empty");
-            return HashMap::new();
-        }
-        Ok(_) => std::fs::read(path),
-        Err(e) => Err(e),
-    };
-    let bytes = match bytes {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read restart budget file; starting empty");
-            return HashMap::new();
-        }
-    };
-    let map = match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "restart budget file unreadable; starting empty");
-            return HashMap::new();
-        }
-    };
+fn read_entries(path: &std::path::Path) -> HashMap<String, Entry> {
     let mut entries = HashMap::new();
-    for (replica, value) in map {
+    for (replica, value) in read_object(path, "restart budgets") {
         match serde_json::from_value::<Entry>(value) {
             Ok(e) => {
                 entries.insert(replica, e);
             }
             Err(e) => {
-                tracing::warn!(path = %path.display(), replica = %replica.chars().take(128).collect::<String>(), error = %e, "skipping an unreadable restart budget entry")
+                tracing::warn!(path = %path.display(), replica = %crate::text::bounded(&replica, 128), error = %e, "skipping an unreadable restart budget entry")
             }
         }
     }
     entries
-}
-
-/// Temporary files a crash left behind (`restart-budget.json.tmp.*`).
-fn remove_stale_temporaries(path: &Path) {
-    let (Some(dir), Some(name)) = (dir_of(path), path.file_name()) else {
-        return;
-    };
-    let prefix = format!("{}.tmp.", name.to_string_lossy());
-    let Ok(list) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in list.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-fn dir_of(path: &Path) -> Option<&Path> {
-    match path.parent() {
-        Some(d) if d.as_os_str().is_empty() => Some(Path::new(".")),
-        other => other,
-    }
-}
-
-/// The writer thread and what it shares with the budget.
-struct Persister {
-    signal: Arc<Signal>,
-    written: tokio::sync::watch::Sender<u64>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-#[derive(Default)]
-struct Signal {
-    state: Mutex<WriterState>,
-    wake: Condvar,
-}
-
-#[derive(Default)]
-struct WriterState {
-    /// Changes made so far; the writer catches up to the latest with one write.
-    wanted: u64,
-    stop: bool,
-}
-
-impl Persister {
-    fn start(path: PathBuf, entries: Arc<Mutex<HashMap<String, Entry>>>) -> Self {
-        let signal = Arc::new(Signal::default());
-        let (written, _) = tokio::sync::watch::channel(0u64);
-        let thread = {
-            let (signal, written) = (signal.clone(), written.clone());
-            std::thread::Builder::new()
-                .name("budget-writer".into())
-                .spawn(move || writer(path, entries, signal, written))
-                .map_err(|e| tracing::error!(error = %e, "cannot start the restart budget writer; budgets stay in memory"))
-                .ok()
-        };
-        Persister {
-            signal,
-            written,
-            thread,
-        }
-    }
-
-    fn schedule(&self) {
-        lock(&self.signal.state).wanted += 1;
-        self.signal.wake.notify_one();
-    }
-
-    async fn flush(&self) {
-        if self.thread.is_none() {
-            return;
-        }
-        let target = lock(&self.signal.state).wanted;
-        let mut rx = self.written.subscribe();
-        let _ = rx.wait_for(|w| *w >= target).await;
-    }
-}
-
-impl Drop for Persister {
-    fn drop(&mut self) {
-        lock(&self.signal.state).stop = true;
-        self.signal.wake.notify_one();
-        // The writer finishes the change in hand (a small file) and ends.
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn writer(
-    path: PathBuf,
-    entries: Arc<Mutex<HashMap<String, Entry>>>,
-    signal: Arc<Signal>,
-    written: tokio::sync::watch::Sender<u64>,
-) {
-    let mut done = 0u64;
-    loop {
-        let target = {
-            let mut state = lock(&signal.state);
-            while state.wanted == done && !state.stop {
-                state = signal.wake.wait(state).unwrap_or_else(|p| p.into_inner());
-            }
-            if state.wanted == done {
-                return;
-            }
-            state.wanted
-        };
-        let snapshot = serde_json::to_vec(&*lock(&entries));
-        let result = snapshot
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| write_atomically(&path, &bytes));
-        if let Err(e) = result {
-            tracing::warn!(path = %path.display(), error = %e, "could not persist restart budgets (kept in memory; retried with the next change)");
-        }
-        done = target;
-        written.send_replace(done);
-    }
-}
-
-/// A unique temporary file next to `path`, written and synced, renamed over `path`, and the
-/// directory synced, so `path` is always either the old or the new whole file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let dir = dir_of(path).unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the budget path names no file"))?;
-    let tmp = dir.join(format!(
-        "{}.tmp.{}.{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            // Not every filesystem can sync a directory; the rename is done either way.
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
@@ -391,7 +233,6 @@ mod tests {
 
     fn policy() -> BudgetPolicy {
         BudgetPolicy {
-            max_restarts: 3,
             window: Duration::from_secs(600),
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(5),
@@ -399,86 +240,67 @@ mod tests {
         }
     }
 
-    #[test]
-    fn backoff_grows_and_budget_runs_out() {
-        let b = RestartBudget::load(policy(), None);
-        let t0 = Utc::now();
-        assert_eq!(
-            b.check("r1", t0),
-            BudgetDecision::Allowed {
-                wait: Duration::ZERO,
-                attempt: 1
-            }
-        );
-        b.record("web", "r1", t0);
-        assert_eq!(
-            b.check("r1", t0),
-            BudgetDecision::Allowed {
-                wait: Duration::from_secs(2),
-                attempt: 2
-            }
-        );
-        let t1 = t0 + chrono::Duration::seconds(1);
-        assert_eq!(
-            b.check("r1", t1),
-            BudgetDecision::Allowed {
-                wait: Duration::from_secs(1),
-                attempt: 2
-            }
-        );
-        b.record("web", "r1", t1);
-        // 2 * 2^1 = 4 s after the latest attempt.
-        assert_eq!(
-            b.check("r1", t1),
-            BudgetDecision::Allowed {
-                wait: Duration::from_secs(4),
-                attempt: 3
-            }
-        );
-        b.record("web", "r1", t1);
-        assert_eq!(b.check("r1", t1), BudgetDecision::Exhausted { attempts: 3 });
-        assert_eq!(b.open_breakers("web", t1), 1);
-        assert_eq!(b.open_breakers("other", t1), 0);
-        // Other replicas have their own budget.
-        assert!(matches!(
-            b.check("r2", t1),
-            BudgetDecision::Allowed { attempt: 1, .. }
-        ));
-        // Old attempts age out of the window.
-        let later = t1 + chrono::Duration::seconds(601);
-        assert!(matches!(
-            b.check("r1", later),
-            BudgetDecision::Allowed { attempt: 1, .. }
-        ));
-        assert_eq!(b.open_breakers("web", later), 0);
+    fn wait(b: &RestartBudget, at: DateTime<Utc>) -> (u64, u32) {
+        let x = b.backoff("r1", at);
+        (x.wait.as_secs(), x.attempt)
     }
 
     #[test]
-    fn only_a_stable_healthy_period_resets_the_budget() {
+    fn backoff_grows_to_its_cap_and_never_runs_out() {
+        let b = RestartBudget::load(policy(), None);
+        let t0 = Utc::now();
+        assert_eq!(
+            wait(&b, t0),
+            (0, 1),
+            "the first restart of a streak waits for nothing"
+        );
+        b.record("web", "r1", t0);
+        assert_eq!(wait(&b, t0), (2, 2));
+        let t1 = t0 + chrono::Duration::seconds(1);
+        assert_eq!(wait(&b, t1), (1, 2), "counted from the last restart");
+        b.record("web", "r1", t1);
+        assert_eq!(wait(&b, t1), (4, 3), "2 * 2^1");
+        for _ in 0..50 {
+            b.record("web", "r1", t1);
+        }
+        assert_eq!(wait(&b, t1), (5, 53), "capped, and never refused");
+        assert_eq!(b.tries("r1"), 52);
+        // Other replicas have their own streak.
+        assert_eq!(b.backoff("r2", t1).attempt, 1);
+        // Old restarts age out of the window.
+        let later = t1 + chrono::Duration::seconds(601);
+        assert_eq!(wait(&b, later), (0, 1));
+    }
+
+    #[test]
+    fn only_a_stable_healthy_period_ends_a_streak_and_serving_ends_the_tries() {
         let b = RestartBudget::load(policy(), None);
         let t = Utc::now();
         for _ in 0..3 {
             b.record("web", "r1", t);
         }
         assert!(
-            !b.reset_if_stable("r1", Duration::ZERO),
-            "never healthy: a crash loop"
+            !b.settle_if_stable("r1", Duration::from_secs(2)),
+            "healthy for 2 s: still a streak"
         );
-        assert!(
-            !b.reset_if_stable("r1", Duration::from_secs(2)),
-            "healthy for 2 s, then dead on its first real request: still a crash loop"
-        );
-        assert_eq!(b.check("r1", t), BudgetDecision::Exhausted { attempts: 3 });
-        assert!(b.reset_if_stable("r1", Duration::from_secs(10)));
+        assert_eq!(b.backoff("r1", t).attempt, 4);
+        assert!(b.served("r1"), "it served: its tries start again");
+        assert_eq!(b.tries("r1"), 0);
         assert_eq!(
-            b.check("r1", t),
-            BudgetDecision::Allowed {
+            b.backoff("r1", t).attempt,
+            4,
+            "serving alone keeps the backoff"
+        );
+        assert!(b.settle_if_stable("r1", Duration::from_secs(10)));
+        assert_eq!(
+            b.backoff("r1", t),
+            Backoff {
                 wait: Duration::ZERO,
                 attempt: 1
             }
         );
         assert!(
-            !b.reset_if_stable("r1", Duration::from_secs(60)),
+            !b.settle_if_stable("r1", Duration::from_secs(60)),
             "nothing left to forget"
         );
         let off = RestartBudget::load(
@@ -489,7 +311,7 @@ mod tests {
             None,
         );
         off.record("web", "r1", t);
-        assert!(!off.reset_if_stable("r1", Duration::from_secs(3600)));
+        assert!(!off.settle_if_stable("r1", Duration::from_secs(3600)));
         assert!(off.reset("r1"), "an operator reset works regardless");
         assert!(!off.reset("r1"));
     }
@@ -498,7 +320,6 @@ mod tests {
     fn huge_windows_and_backoffs_do_not_overflow() {
         let b = RestartBudget::load(
             BudgetPolicy {
-                max_restarts: u32::MAX,
                 window: Duration::MAX,
                 backoff_base: Duration::MAX,
                 backoff_max: Duration::MAX,
@@ -510,12 +331,8 @@ mod tests {
         for _ in 0..40 {
             b.record("web", "r1", t);
         }
-        assert!(matches!(
-            b.check("r1", t),
-            BudgetDecision::Allowed { attempt: 41, .. }
-        ));
-        assert_eq!(b.open_breakers("web", t), 0);
-        assert!(!b.reset_if_stable("r1", Duration::from_secs(1)));
+        assert_eq!(b.backoff("r1", t).attempt, 41);
+        assert!(!b.settle_if_stable("r1", Duration::from_secs(1)));
     }
 
     fn tempdir(tag: &str) -> PathBuf {
@@ -542,23 +359,15 @@ mod tests {
             b.flush().await;
         }
         let b = RestartBudget::open(policy(), Some(path.clone())).await;
-        assert_eq!(
-            b.check("r1", now),
-            BudgetDecision::Exhausted { attempts: 3 }
-        );
+        assert_eq!(b.backoff("r1", now).attempt, 4);
+        assert_eq!(b.tries("r1"), 3);
         // An operator reset is persisted too.
         assert!(b.reset("r1"));
         b.flush().await;
         drop(b);
         let b = RestartBudget::open(policy(), Some(path.clone())).await;
-        assert!(matches!(
-            b.check("r1", now),
-            BudgetDecision::Allowed { attempt: 1, .. }
-        ));
-        assert!(matches!(
-            b.check("r2", now),
-            BudgetDecision::Allowed { attempt: 2, .. }
-        ));
+        assert_eq!(b.backoff("r1", now).attempt, 1);
+        assert_eq!(b.backoff("r2", now).attempt, 2);
         std::fs::remove_dir_all(dir).ok();
     }
 
@@ -577,14 +386,12 @@ mod tests {
         // Leftovers of a writer that crashed between create and rename.
         std::fs::write(dir.join("budget.json.tmp.1.7"), b"{\"r1\": {\"serv").unwrap();
         let b = RestartBudget::open(policy(), Some(path.clone())).await;
-        assert!(matches!(
-            b.check("r1", now),
-            BudgetDecision::Allowed { attempt: 3, .. }
-        ));
-        assert!(matches!(
-            b.check("r2", now),
-            BudgetDecision::Allowed { attempt: 1, .. }
-        ));
+        assert_eq!(
+            b.backoff("r1", now).attempt,
+            3,
+            "an older file (no tries) still reads"
+        );
+        assert_eq!(b.backoff("r2", now).attempt, 1);
         assert!(
             !dir.join("budget.json.tmp.1.7").exists(),
             "stale temporary removed"
@@ -598,10 +405,7 @@ mod tests {
         ] {
             std::fs::write(&path, torn).unwrap();
             let b = RestartBudget::open(policy(), Some(path.clone())).await;
-            assert!(matches!(
-                b.check("r1", now),
-                BudgetDecision::Allowed { attempt: 1, .. }
-            ));
+            assert_eq!(b.backoff("r1", now).attempt, 1);
             b.record("web", "r9", now);
             b.flush().await;
             assert!(
@@ -652,6 +456,41 @@ mod tests {
             .filter(|n| n != "budget.json")
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// A budget file that cannot be written is a fault to report, not a reason to stop: the
+    /// budgets work in memory, the fault is said at once (not at the first restart), and it clears
+    /// when a write succeeds again.
+    #[tokio::test]
+    async fn an_unwritable_budget_file_is_a_reported_fault() {
+        // A path under a regular file: ENOTDIR, whoever runs the test (root included).
+        let b = RestartBudget::open(
+            policy(),
+            Some(PathBuf::from("/proc/self/status/restart-budget.json")),
+        )
+        .await;
+        let fault = b.fault().expect("reported at start");
+        assert!(fault.contains("restart-budget.json"), "{fault}");
+        let now = Utc::now();
+        b.record("web", "r1", now);
+        b.flush().await;
+        assert!(b.fault().is_some(), "still failing after a write");
+        assert_eq!(
+            b.backoff("r1", now).attempt,
+            2,
+            "the budgets still work in memory"
+        );
+
+        let dir = std::env::temp_dir().join(format!("budget-fault-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = RestartBudget::open(policy(), Some(dir.join("budget.json"))).await;
+        assert_eq!(ok.fault(), None);
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "the probe leaves nothing"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -25,6 +25,11 @@ impl Clock {
         }))
     }
 
+    /// Time from `f` (tests: a clock that jumps, or that fails on demand).
+    pub fn from_fn(f: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(f))
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         (self.0)()
     }

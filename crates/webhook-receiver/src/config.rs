@@ -51,6 +51,19 @@ pub struct Cli {
 pub enum Command {
     /// Exit 0 when this agent's /healthz answers 200 (for the Docker healthcheck; no shell needed).
     Healthcheck,
+    /// Print the bearer token the agent checks (the configured one, or the one it generated),
+    /// e.g. `docker compose exec -T webhook-receiver /app token`.
+    Token,
+}
+
+/// Who must show the bearer token on `POST /webhook`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WebhookAuth {
+    /// Alertmanager sends it (the stack's Alertmanager reads it from the shared file).
+    Bearer,
+    /// Nobody: for an Alertmanager of your own that sends no token. The other endpoints that
+    /// reveal or change state still need it.
+    None,
 }
 
 /// Every setting of the agent but the secrets, from flags and environment variables. The secrets
@@ -83,24 +96,28 @@ pub struct Settings {
     /// React to Docker events (die, oom, unhealthy) without waiting for an alert.
     #[arg(long, env = "DOCKER_EVENTS", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub docker_events: bool,
-    /// Restarts allowed per replica within the window before the agent gives up on it (1-1000).
+    /// No longer used (1-1000): it was a number of restarts after which the agent gave up on a
+    /// replica, which left a service under load down for good; a replica that served is now
+    /// never given up on (docs/agent.md). Accepted so that existing settings still start.
     #[arg(long, env = "RESTART_BUDGET", default_value = "5", value_parser = IntParser::<u32>::new(1, 1000))]
     pub restart_budget: u32,
-    /// The restart budget's window (1s-30d; plain numbers are seconds).
+    /// How long a restart counts for the backoff of the next one (1s-30d; plain numbers are
+    /// seconds).
     #[arg(long = "restart-window-secs", env = "RESTART_WINDOW_SECS", default_value = "600",
           value_name = "DURATION", value_parser = DurationParser::secs(SECOND, days(30)))]
     pub restart_window: Duration,
-    /// Backoff before the 2nd restart of a replica within the window; doubles each time (0-1h;
-    /// plain numbers are milliseconds).
+    /// Backoff before the 2nd restart of a streak (the 1st waits for nothing); doubles each time
+    /// (0-1h; plain numbers are milliseconds).
     #[arg(long = "restart-backoff-ms", env = "RESTART_BACKOFF_MS", default_value = "1000",
           value_name = "DURATION", value_parser = DurationParser::millis(Duration::ZERO, HOUR))]
     pub restart_backoff: Duration,
-    /// Longest backoff (0-1h; plain numbers are milliseconds).
-    #[arg(long = "restart-backoff-max-ms", env = "RESTART_BACKOFF_MAX_MS", default_value = "30000",
+    /// Longest backoff: low enough that a replica dying under load still serves most of the time
+    /// (Docker's own grows to a minute); 0-1h, plain numbers are milliseconds.
+    #[arg(long = "restart-backoff-max-ms", env = "RESTART_BACKOFF_MAX_MS", default_value = "2000",
           value_name = "DURATION", value_parser = DurationParser::millis(Duration::ZERO, HOUR))]
     pub restart_backoff_max: Duration,
-    /// A replica that was running and healthy this long before it failed gets a fresh budget (not
-    /// a crash loop); 0: never (0-1d; plain numbers are seconds).
+    /// A replica that was running and healthy this long before it failed starts a new streak (no
+    /// backoff), as Docker resets its own after 10 s; 0: never (0-1d; plain numbers are seconds).
     #[arg(long = "restart-stable-secs", env = "RESTART_STABLE_SECS", default_value = "10",
           value_name = "DURATION", value_parser = DurationParser::secs(Duration::ZERO, days(1)))]
     pub restart_stable: Duration,
@@ -132,6 +149,21 @@ pub struct Settings {
     /// Restart budget state; default: restart-budget.json next to the incident log.
     #[arg(long, env = "BUDGET_STATE", default_value = "")]
     pub budget_state: String,
+    /// `bearer`: POST /webhook needs the token; `none`: it takes alerts from anyone (every other
+    /// endpoint that reveals or changes state still needs the token).
+    #[arg(long, env = "WEBHOOK_AUTH", value_enum, default_value = "bearer")]
+    pub webhook_auth: WebhookAuth,
+    /// Accept a well-known default WEBHOOK_TOKEN such as `change-me` (refused otherwise).
+    #[arg(long, env = "ALLOW_WEAK_TOKEN", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub allow_weak_token: bool,
+    /// Where a generated token is kept (mode 0600) when WEBHOOK_TOKEN is unset; default:
+    /// webhook-token next to the incident log.
+    #[arg(long, env = "TOKEN_STATE", default_value = "")]
+    pub token_state: String,
+    /// A copy of the token in use for Alertmanager's `credentials_file` (mode 0444, written at
+    /// start); empty: none.
+    #[arg(long, env = "WEBHOOK_TOKEN_SHARE", default_value = "")]
+    pub token_share: String,
     /// Largest webhook body accepted, in bytes (1 KiB to 64 MiB).
     #[arg(long, env = "WEBHOOK_MAX_BYTES", default_value = "1048576",
           value_parser = IntParser::<usize>::new(1024, 64 << 20))]
@@ -142,8 +174,14 @@ pub struct Settings {
     /// auto: Gemini if its key is set, else OpenAI-compatible if OPENAI_MODEL is set, else the runbook.
     #[arg(long, env = "LLM_PROVIDER", value_enum, default_value = "auto")]
     pub llm_provider: LlmProviderChoice,
-    #[arg(long, env = "GEMINI_MODEL", default_value = "gemini-3.5-flash")]
+    /// The Gemini model (a current one: older models are retired and answer 404).
+    #[arg(long, env = "GEMINI_MODEL", default_value = crate::llm::config::DEFAULT_GEMINI_MODEL)]
     pub gemini_model: String,
+    /// How much a Gemini 3 model thinks before each turn: minimal, low, medium, high, or default
+    /// (the model's own). Low keeps a healing turn fast; not sent to Gemini 2.x models.
+    #[arg(long, env = "GEMINI_THINKING_LEVEL", default_value = "low",
+          value_parser = |s: &str| s.parse::<crate::llm::gemini::ThinkingLevel>())]
+    pub gemini_thinking_level: crate::llm::gemini::ThinkingLevel,
     #[arg(
         long,
         env = "GEMINI_BASE_URL",
@@ -188,6 +226,19 @@ pub struct Settings {
     /// Starts of a replica that crashes on start before the agent gives up on it and escalates (1-100).
     #[arg(long, env = "CRASH_ON_START_TRIES", default_value = "2", value_parser = IntParser::<u32>::new(1, 100))]
     pub crash_on_start_tries: u32,
+    /// Recycle a replica of every healable service before its memory reaches its limit (on/off);
+    /// off, only services labelled `healstack.recycle=memory` are.
+    #[arg(long, env = "PREVENTIVE_RECYCLE", default_value = "off", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub preventive_recycle: bool,
+    /// The stop timeout of a recycle: SIGTERM, then the kill after this long (1s-1m: the socket
+    /// proxy allows no longer). Keep it above the replicas' own drain time.
+    #[arg(long, env = "RECYCLE_STOP_TIMEOUT", default_value = "8s",
+          value_name = "DURATION", value_parser = DurationParser::humantime(SECOND, MINUTE))]
+    pub recycle_stop_timeout: Duration,
+    /// How often the agent reads the memory of replicas it may recycle (100ms-1m).
+    #[arg(long, env = "RECYCLE_INTERVAL", default_value = "1s",
+          value_name = "DURATION", value_parser = DurationParser::humantime(Duration::from_millis(100), MINUTE))]
+    pub recycle_interval: Duration,
     /// `json` or `slack` (incoming-webhook format) for NOTIFY_URL (read from the environment only).
     #[arg(long, env = "NOTIFY_FORMAT", value_enum, default_value = "json")]
     pub notify_format: NotifyFormatChoice,
@@ -252,6 +303,17 @@ impl Settings {
                 "HEAL_PROJECT",
                 format!("{:?} is not a compose project name", self.heal_project),
             ));
+        }
+        if let Some(default) = self
+            .token()
+            .and_then(|t| crate::token::well_known(t.expose()))
+        {
+            if !self.allow_weak_token {
+                return Err(bad(
+                    "WEBHOOK_TOKEN",
+                    crate::token::TokenError::WellKnown(default.to_string()).to_string(),
+                ));
+            }
         }
         if !self.health_url.is_empty() {
             let url = reqwest::Url::parse(&self.health_url)
@@ -318,10 +380,27 @@ impl Settings {
     /// Settings that work but are probably not what the operator meant, for the start-up log.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        if self.token().is_none() {
+        if self.webhook_auth == WebhookAuth::None {
             warnings.push(
-                "WEBHOOK_TOKEN is empty: POST /webhook accepts anyone's alerts, and this agent can \
-                 restart containers. Set WEBHOOK_TOKEN (and the same token in Alertmanager's webhook config)."
+                "WEBHOOK_AUTH=none: POST /webhook accepts anyone's alerts, and this agent can \
+                 restart containers. Let Alertmanager send the token instead (http_config.authorization)."
+                    .to_string(),
+            );
+        }
+        if self
+            .token()
+            .is_some_and(|t| crate::token::well_known(t.expose()).is_some())
+        {
+            warnings.push(
+                "WEBHOOK_TOKEN is a well-known default (accepted because ALLOW_WEAK_TOKEN=true)"
+                    .to_string(),
+            );
+        }
+        if self.restart_budget != 5 {
+            warnings.push(
+                "RESTART_BUDGET no longer limits restarts: a replica that served is restarted every \
+                 time (backoff up to RESTART_BACKOFF_MAX_MS) and a recurrence is escalated; only a \
+                 replica that never serves is given up on (CRASH_ON_START_TRIES). Remove the setting."
                     .to_string(),
             );
         }
@@ -369,12 +448,30 @@ impl Settings {
         (!self.incident_log.is_empty()).then(|| PathBuf::from(&self.incident_log))
     }
 
+    /// Where a generated webhook token is kept.
+    pub fn token_state(&self) -> Option<PathBuf> {
+        if !self.token_state.is_empty() {
+            return Some(PathBuf::from(&self.token_state));
+        }
+        self.incident_log()
+            .map(|p| p.with_file_name("webhook-token"))
+    }
+
+    pub fn token_share(&self) -> Option<PathBuf> {
+        (!self.token_share.is_empty()).then(|| PathBuf::from(&self.token_share))
+    }
+
     pub fn budget_state(&self) -> Option<PathBuf> {
         if !self.budget_state.is_empty() {
             return Some(PathBuf::from(&self.budget_state));
         }
         self.incident_log()
             .map(|p| p.with_file_name("restart-budget.json"))
+    }
+
+    /// The stops the agent saw (`stops.json`, next to the restart budgets).
+    pub fn stops_state(&self) -> Option<PathBuf> {
+        self.budget_state().map(|p| p.with_file_name("stops.json"))
     }
 
     /// `REPLICA_PROBE_PORT`: `None` when empty (no probe of the replicas).

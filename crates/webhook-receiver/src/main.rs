@@ -11,8 +11,10 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
-    if let Some(Command::Healthcheck) = cli.command {
-        return healthcheck(cli.settings.listen_addr.port()).await;
+    match cli.command {
+        Some(Command::Healthcheck) => return healthcheck(cli.settings.listen_addr.port()).await,
+        Some(Command::Token) => return print_token(&cli.settings),
+        None => {}
     }
     let mut settings = cli.settings;
     telemetry::init(settings.log_format);
@@ -67,6 +69,38 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutdown signal received");
+}
+
+/// `webhook-receiver token`: the token the agent checks, on stdout (the one thing this prints a
+/// secret for): the configured one, else the one it generated and kept.
+fn print_token(settings: &webhook_receiver::config::Settings) -> ExitCode {
+    let configured = match Secrets::from_env() {
+        Ok(s) => s.webhook_token,
+        Err(e) => {
+            eprintln!("webhook-receiver token: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let kept = || {
+        let path = settings.token_state()?;
+        webhook_receiver::token::read_kept(&path).ok().flatten()
+    };
+    match configured.or_else(kept) {
+        Some(t) => {
+            println!("{}", t.expose());
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!(
+                "webhook-receiver token: no WEBHOOK_TOKEN is set and no token has been generated yet \
+                 ({}): start the agent once",
+                settings
+                    .token_state()
+                    .map_or("no INCIDENT_LOG or TOKEN_STATE".into(), |p| p.display().to_string())
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `webhook-receiver healthcheck`: GET /healthz on our own port; exit 0 on 200.

@@ -24,6 +24,7 @@ pub const OUTCOMES: &[&str] = &[
     "dry_run",
     "interrupted",
     "notified",
+    "recycled",
 ];
 pub const TRIGGER_KINDS: &[&str] = &[
     "alert",
@@ -32,14 +33,31 @@ pub const TRIGGER_KINDS: &[&str] = &[
     "requeue",
     "startup",
     "operator",
+    "memory",
 ];
 pub const ESCALATION_REASONS: &[&str] = &[
     "recurrence",
     "crash_on_start",
-    "budget_spent",
+    "never_healthy",
+    "refused",
     "out_of_scope",
+    "recycle_behind",
 ];
-pub const NOTIFY_RESULTS: &[&str] = &["delivered", "failed", "dropped"];
+/// `suppressed`: not sent, because people were told already (an open escalation covers it).
+pub const NOTIFY_RESULTS: &[&str] = &["delivered", "failed", "dropped", "suppressed"];
+/// The supervised background loops (`healing_task_panics_total{task}`).
+pub const TASKS: &[&str] = &[
+    "starter", "events", "resync", "docker", "notifier", "memory",
+];
+/// Why a replica was recycled (`healing_recycles_total{reason}`): its memory, or an operator's
+/// rolling restart.
+pub const RECYCLE_REASONS: &[&str] = &["memory", "operator"];
+/// `drained`: it exited 0 on SIGTERM; `killed`: the stop timeout ended it; `failed`: it did not
+/// serve again in time (reactive healing takes over).
+pub const RECYCLE_RESULTS: &[&str] = &["drained", "killed", "failed"];
+pub const OUT_OF_SCOPE_RESULTS: &[&str] = &["recorded", "deduplicated", "dropped"];
+/// What a notification can be about (see `notify::event_of`).
+pub const NOTIFY_EVENTS: &[&str] = &["healed", "failed", "gave_up", "notified", "escalated"];
 pub const MODES: &[&str] = &["runbook", "llm", "fallback"];
 pub const RESTART_RESULTS: &[&str] = &["ok", "error", "denied"];
 pub const LLM_OUTCOMES: &[&str] = &[
@@ -70,9 +88,22 @@ pub struct Metrics {
     pub deduplicated: IntCounterVec,
     pub requeues: IntCounterVec,
     pub run_panics: IntCounterVec,
+    pub task_panics: IntCounterVec,
+    pub out_of_scope: IntCounterVec,
+    pub replicas_down: IntGaugeVec,
+    pub replicas_given_up: IntGaugeVec,
+    pub escalations_open: IntGaugeVec,
+    pub service_degraded: IntGaugeVec,
     pub escalations: IntCounterVec,
     pub notifications: IntCounterVec,
     pub incident_log_errors: IntCounterVec,
+    /// `healing_replica_info{service, replica, ip} 1` for each running replica: Prometheus finds
+    /// replicas by IP, this names them, so dashboards join on `ip` and show `replica`.
+    pub replica_info: IntGaugeVec,
+    /// Replicas replaced before they failed, apart from repairs (`healing_restarts_total`).
+    pub recycles: IntCounterVec,
+    /// A recycle from SIGTERM to the new replica's passing healthcheck.
+    pub recycle_duration: HistogramVec,
 }
 
 impl Metrics {
@@ -137,6 +168,16 @@ impl Metrics {
             "Healing runs that ended abnormally inside the agent (caught, recorded, requeued)",
             &["service"],
         );
+        let task_panics = counter(
+            "healing_task_panics_total",
+            "Panics in the agent's background loops (caught, logged, the loop started again)",
+            &["task"],
+        );
+        let out_of_scope = counter(
+            "healing_out_of_scope_total",
+            "Alerts about something this agent does not heal: groups recorded, or not (a repeat, or past the rate limit)",
+            &["result"],
+        );
         let escalations = counter(
             "healing_escalations_total",
             "Incidents escalated to a human, by reason",
@@ -146,6 +187,11 @@ impl Metrics {
             "healing_notifications_total",
             "Notifications to NOTIFY_URL by event and result",
             &["event", "result"],
+        );
+        let recycles = counter(
+            "healing_recycles_total",
+            "Replicas recycled (stopped gracefully and started) before they failed, by service, reason and result; not repairs",
+            &["service", "reason", "result"],
         );
         let incident_log_errors = counter(
             "healing_incident_log_errors_total",
@@ -167,6 +213,20 @@ impl Metrics {
         registry
             .register(Box::new(time_to_recovery.clone()))
             .expect("unique metric");
+        let recycle_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "healing_recycle_seconds",
+                "A recycle from SIGTERM to the new replica's passing healthcheck",
+            )
+            .buckets(vec![
+                0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0,
+            ]),
+            &["service"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(recycle_duration.clone()))
+            .expect("unique metric");
         let llm_request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "healing_llm_request_duration_seconds",
@@ -179,16 +239,43 @@ impl Metrics {
         registry
             .register(Box::new(llm_request_duration.clone()))
             .expect("unique metric");
-        let circuit_breakers_open = IntGaugeVec::new(
+        let gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["service"]).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let circuit_breakers_open = gauge(
+            "healing_circuit_breakers_open",
+            "Replicas the agent gave up on (a crash on start, never healthy, Docker refuses): left alone, escalated",
+        );
+        let replicas_down = gauge(
+            "healing_replicas_down",
+            "Replicas that need healing at the agent's last look (being healed, given up on, or notify-only)",
+        );
+        let replicas_given_up = gauge(
+            "healing_replicas_given_up",
+            "Replicas the agent gave up on at its last look (as healing_circuit_breakers_open)",
+        );
+        let escalations_open = gauge(
+            "healing_escalations_open",
+            "Escalations told to people and not resolved yet (recurrence, crash on start, refused...)",
+        );
+        let service_degraded = gauge(
+            "healing_service_degraded",
+            "1 while the service is degraded: replicas down or given up on, or escalations open",
+        );
+        let replica_info = IntGaugeVec::new(
             Opts::new(
-                "healing_circuit_breakers_open",
-                "Replicas whose restart budget is spent (left alone)",
+                "healing_replica_info",
+                "1 per running replica of a healed service: its compose container name and address",
             ),
-            &["service"],
+            &["service", "replica", "ip"],
         )
         .expect("valid metric");
         registry
-            .register(Box::new(circuit_breakers_open.clone()))
+            .register(Box::new(replica_info.clone()))
             .expect("unique metric");
         let docker_up = IntGauge::new("healing_docker_up", "1 when the Docker daemon is reachable")
             .expect("valid metric");
@@ -216,7 +303,21 @@ impl Metrics {
                 restarts.with_label_values(&[s.as_str(), r]);
             }
             time_to_recovery.with_label_values(&[s.as_str()]);
-            circuit_breakers_open.with_label_values(&[s.as_str()]);
+            recycle_duration.with_label_values(&[s.as_str()]);
+            for r in RECYCLE_REASONS {
+                for x in RECYCLE_RESULTS {
+                    recycles.with_label_values(&[s.as_str(), r, x]);
+                }
+            }
+            for g in [
+                &circuit_breakers_open,
+                &replicas_down,
+                &replicas_given_up,
+                &escalations_open,
+                &service_degraded,
+            ] {
+                g.with_label_values(&[s.as_str()]);
+            }
         }
         for p in providers {
             for o in LLM_OUTCOMES {
@@ -238,7 +339,7 @@ impl Metrics {
         for r in ESCALATION_REASONS {
             escalations.with_label_values(&[r]);
         }
-        for e in crate::notify::EVENTS {
+        for e in NOTIFY_EVENTS {
             for r in NOTIFY_RESULTS {
                 notifications.with_label_values(&[e, r]);
             }
@@ -249,6 +350,12 @@ impl Metrics {
             run_panics.with_label_values(&[s.as_str()]);
         }
         incident_log_errors.with_label_values(&["append"]);
+        for t in TASKS {
+            task_panics.with_label_values(&[t]);
+        }
+        for r in OUT_OF_SCOPE_RESULTS {
+            out_of_scope.with_label_values(&[r]);
+        }
 
         Metrics {
             registry,
@@ -266,9 +373,18 @@ impl Metrics {
             deduplicated,
             requeues,
             run_panics,
+            task_panics,
+            out_of_scope,
+            replicas_down,
+            replicas_given_up,
+            escalations_open,
+            service_degraded,
             escalations,
             notifications,
             incident_log_errors,
+            replica_info,
+            recycles,
+            recycle_duration,
         }
     }
 

@@ -2,13 +2,16 @@
 //! escalated, notified), to `NOTIFY_URL`, as generic JSON or Slack's incoming-webhook format.
 //!
 //! Never in the way of healing: the engine hands the notification to a bounded queue and moves
-//! on; one worker delivers with a timeout per attempt and a few retries. The URL is a secret (a
-//! Slack hook URL is its own credential) and is never logged.
+//! on; one worker, supervised (a panic is counted and the worker started again on the same
+//! queue), delivers through a [`Deliver`] (HTTP, with a timeout per attempt and a few retries).
+//! The URL is a secret (a Slack hook URL is its own credential) and is never logged.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Mutex};
 
 use crate::incidents::{Incident, Outcome};
 use crate::metrics::Metrics;
@@ -33,20 +36,52 @@ pub struct NotifyConfig {
     pub timeout: Duration,
 }
 
-/// The event a notification is about, if the incident is worth one.
+/// Where notifications go: one body at a time, retried as the implementation sees fit.
+#[async_trait]
+pub trait Deliver: Send + Sync + 'static {
+    /// `Err` says what failed, never where (the URL is a secret).
+    async fn deliver(&self, body: &Value) -> Result<(), String>;
+}
+
+/// POSTs each body to `NOTIFY_URL`.
+pub struct HttpDeliver {
+    http: reqwest::Client,
+    config: NotifyConfig,
+}
+
+impl HttpDeliver {
+    pub fn new(config: NotifyConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .build()
+            .expect("http client builds");
+        HttpDeliver { http, config }
+    }
+}
+
+#[async_trait]
+impl Deliver for HttpDeliver {
+    async fn deliver(&self, body: &Value) -> Result<(), String> {
+        post(&self.http, &self.config, body).await
+    }
+}
+
+/// The event a notification is about, if the incident is worth one. A failed run is retried
+/// (requeued), not yet a result: people hear when it heals, or when the agent gives up.
 pub fn event_of(incident: &Incident) -> Option<&'static str> {
     match incident.outcome {
         Outcome::Healed if incident.escalation.is_some() => Some("escalated"),
         Outcome::Healed => Some("healed"),
-        Outcome::Failed => Some("failed"),
+        Outcome::Failed => None,
         Outcome::GaveUp => Some("gave_up"),
         Outcome::Notified => Some("notified"),
         Outcome::NoAction if incident.escalation.is_some() => Some("escalated"),
-        Outcome::NoAction | Outcome::DryRun | Outcome::Interrupted => None,
+        // A recycle is routine (people asked for it); one that cannot keep up is escalated.
+        Outcome::Recycled if incident.escalation.is_some() => Some("escalated"),
+        Outcome::NoAction | Outcome::DryRun | Outcome::Interrupted | Outcome::Recycled => None,
     }
 }
-
-pub const EVENTS: &[&str] = &["healed", "failed", "gave_up", "notified", "escalated"];
 
 struct Job {
     event: &'static str,
@@ -70,11 +105,23 @@ impl Notifier {
         }
     }
 
-    /// Starts the delivery worker.
+    /// Starts the delivery worker, POSTing to `config.url`.
     pub fn spawn(config: NotifyConfig, metrics: Metrics) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
         let format = config.format;
-        tokio::spawn(deliver(config, rx, metrics.clone()));
+        Self::spawn_with(Arc::new(HttpDeliver::new(config)), format, metrics)
+    }
+
+    /// Starts the delivery worker over `deliver`, supervised: a panic loses the notification in
+    /// hand (counted as failed), and the worker goes on with the rest of the queue.
+    pub fn spawn_with(deliver: Arc<dyn Deliver>, format: NotifyFormat, metrics: Metrics) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        {
+            let metrics = metrics.clone();
+            crate::supervise::spawn("notifier", &metrics.clone(), move || {
+                worker(deliver.clone(), rx.clone(), metrics.clone())
+            });
+        }
         Notifier {
             tx: Some(tx),
             format,
@@ -158,14 +205,17 @@ pub fn slack_text(event: &str, i: &Incident) -> String {
     text
 }
 
-async fn deliver(config: NotifyConfig, mut rx: mpsc::Receiver<Job>, metrics: Metrics) {
-    let http = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .connect_timeout(config.timeout)
-        .build()
-        .expect("http client builds");
+async fn worker(deliver: Arc<dyn Deliver>, rx: Arc<Mutex<mpsc::Receiver<Job>>>, metrics: Metrics) {
+    let mut rx = rx.lock().await;
     while let Some(job) = rx.recv().await {
-        let result = post(&http, &config, &job.body).await;
+        // A panic in the delivery unwinds through this: that notification counts as failed.
+        let mut in_hand = InHand {
+            metrics: &metrics,
+            event: job.event,
+            done: false,
+        };
+        let result = deliver.deliver(&job.body).await;
+        in_hand.done = true;
         let label = match &result {
             Ok(()) => "delivered",
             Err(e) => {
@@ -181,6 +231,24 @@ async fn deliver(config: NotifyConfig, mut rx: mpsc::Receiver<Job>, metrics: Met
     }
 }
 
+/// The notification being delivered; counted as failed if the worker dies with it.
+struct InHand<'a> {
+    metrics: &'a Metrics,
+    event: &'static str,
+    done: bool,
+}
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.metrics
+                .notifications
+                .with_label_values(&[self.event, "failed"])
+                .inc();
+        }
+    }
+}
+
 async fn post(http: &reqwest::Client, config: &NotifyConfig, body: &Value) -> Result<(), String> {
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {
@@ -192,9 +260,7 @@ async fn post(http: &reqwest::Client, config: &NotifyConfig, body: &Value) -> Re
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(Duration::from_secs_f64)
+                    .and_then(crate::retry_after::parse)
                     .unwrap_or(Duration::from_secs(1));
                 if after > MAX_RETRY_AFTER {
                     return Err(format!("rate limited for {}s", after.as_secs()));
@@ -222,4 +288,52 @@ async fn post(http: &reqwest::Client, config: &NotifyConfig, body: &Value) -> Re
         }
     }
     Err(format!("{last} ({ATTEMPTS} attempts)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A receiver that answers 429 with `retry_after`, counting requests.
+    async fn rate_limiting(
+        retry_after: &'static str,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use axum::http::StatusCode;
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h = hits.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let h = h.clone();
+                async move {
+                    h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", retry_after)],
+                        "slow down",
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn an_absurd_retry_after_fails_the_attempt_instead_of_the_worker() {
+        let (url, hits) = rate_limiting("1e20").await;
+        let config = NotifyConfig {
+            url: Secret::new(&url).unwrap(),
+            format: NotifyFormat::Json,
+            timeout: Duration::from_secs(2),
+        };
+        let err = HttpDeliver::new(config)
+            .deliver(&json!({"x": 1}))
+            .await
+            .unwrap_err();
+        assert!(err.contains("rate limited for 86400s"), "{err}");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 }

@@ -1,14 +1,24 @@
-//! The one check before every action, whoever asks (the runbook, the model, the engine deciding
-//! whether a run is worth starting): allow, deny with a reason the caller sees, or stop the run.
+//! The one decision before every action, whoever asks (the engine planning a run, the runbook,
+//! the model): act (after a backoff), deny with a reason the caller sees, give up (escalate), or
+//! stop the run. A pure function of one value, [`Facts`], which the caller gathers once
+//! ([`crate::ledger::Ledger::facts`] for what the agent remembers of the replica, the run's record
+//! for the rest); what happens afterwards is recorded in one place, the ledger.
 //!
-//! Scope (is this a replica of the service at all?) is settled before this, by resolving the name
-//! among the service's live replicas; this decides whether acting on that replica is right now.
+//! The floor it keeps (docs/agent.md): a replica that served before it died is never given up
+//! on. Only what a restart cannot fix is: a replica that never became healthy after
+//! `CRASH_ON_START_TRIES` actions (a crash on start, or a replica that never passes its
+//! healthcheck), and an action Docker refuses (decided where the refusal is seen, in the tools).
+//! A replica given up on is left alone, quietly, until its state changes or its next quiet retry.
+//!
 //! The model's limits and the runbook's are separate, so that a confused model can never spend
-//! what the fallback needs: the promise "never worse than no LLM" holds by construction.
+//! what the fallback needs: "never worse than no LLM" holds by construction.
+
+pub mod recycle;
 
 use std::time::Duration;
 
-use crate::budget::BudgetDecision;
+use chrono::{DateTime, Utc};
+
 use crate::incidents::{ActionKind, ActionLevel, EscalationReason, FailureClass, ReplicaDiagnosis};
 
 /// Who asks for an action.
@@ -16,7 +26,7 @@ use crate::incidents::{ActionKind, ActionLevel, EscalationReason, FailureClass, 
 pub enum Actor {
     Runbook,
     Llm,
-    /// The engine itself (verification, bookkeeping).
+    /// The engine itself (planning, verification, bookkeeping).
     Agent,
 }
 
@@ -34,116 +44,227 @@ impl Actor {
 /// run is stopped and the runbook takes over.
 pub const MODEL_REQUESTS_PER_REPLICA: usize = 3;
 
+/// What the agent remembers of a replica (gathered by the ledger).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
-    /// Act (`action`) after waiting `wait` (restart backoff); `attempt` counts within the window.
-    Allow {
-        action: ActionKind,
-        wait: Duration,
-        attempt: u32,
-    },
-    /// Not this replica, not now. `give_up` when the agent stops acting on it for good (until
-    /// the window reopens or an operator resets it).
-    Deny {
-        reason: String,
-        give_up: Option<EscalationReason>,
-    },
-    /// No further actions in this run (the model is going in circles).
-    Stop(String),
+pub struct ReplicaFacts {
+    /// The agent's actions on it since it last served.
+    pub tries: u32,
+    pub max_tries: u32,
+    /// The restart backoff: wait this long first; `attempt` counts the current streak.
+    pub wait: Duration,
+    pub attempt: u32,
+    /// Given up on this life of the replica (escalated): left alone until `retry_at`, when one
+    /// quiet attempt is made.
+    pub parked: Option<Parked>,
 }
 
-/// The facts one decision needs, gathered by the caller from live state and the run's record.
-#[derive(Debug, Clone)]
-pub struct Request<'a> {
-    pub actor: Actor,
-    /// The replica's diagnosis from live state, taken just before the action.
-    pub diagnosis: &'a ReplicaDiagnosis,
-    pub level: ActionLevel,
-    /// The replica belongs to this run (not being healed by another run at the same time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parked {
+    pub reason: EscalationReason,
+    pub retry_at: DateTime<Utc>,
+    pub retry_due: bool,
+}
+
+/// What the run knows of the replica (from its claim and its record).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFacts {
+    /// The replica belongs to this run (no other run acts on it at the same time).
     pub claimed: bool,
+    /// Another call of this run is acting on it right now (a parallel or aliased call).
+    pub in_flight: bool,
     /// An action on it was already confirmed in this run.
     pub already_acted: bool,
     /// Restart requests this actor made in this run, this one included.
     pub requests: usize,
     /// Replicas in the run, for the model's cap.
     pub replicas: usize,
-    /// Agent starts of this replica for a crash on start within the escalation window.
-    pub crash_tries: u32,
-    pub max_crash_tries: u32,
-    pub budget: BudgetDecision,
 }
 
-/// The model's cap on restart requests in a run, checked before anything else (a request for
-/// a name that does not even resolve counts too).
-pub fn request_cap(actor: Actor, requests: usize, replicas: usize) -> Option<Verdict> {
+impl RunFacts {
+    /// The engine deciding whether a run is worth starting for a replica nobody holds.
+    pub fn planning(claimed_elsewhere: bool) -> Self {
+        RunFacts {
+            claimed: !claimed_elsewhere,
+            in_flight: false,
+            already_acted: false,
+            requests: 1,
+            replicas: 1,
+        }
+    }
+}
+
+/// Everything one decision needs, gathered once, from live state just before it.
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
+    pub actor: Actor,
+    pub diagnosis: &'a ReplicaDiagnosis,
+    /// The service's action level (label `healstack.action`).
+    pub level: ActionLevel,
+    pub replica: ReplicaFacts,
+    pub run: RunFacts,
+}
+
+/// Why an action is not taken now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// The service's action level is `notify` or `off`.
+    Level(ActionLevel),
+    /// Its class needs no action (serving, starting, stopped on purpose...).
+    NothingToDo,
+    /// Being acted on by another run, or by another call of this one.
+    Busy,
+    AlreadyActed,
+    /// Given up on and escalated; the agent is quiet about it until its state changes.
+    GivenUp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Act (`action`) after waiting `wait`; `attempt` counts the backoff streak.
+    Act {
+        action: ActionKind,
+        wait: Duration,
+        attempt: u32,
+    },
+    /// Not this replica, not now.
+    Deny { reason: String, why: Denial },
+    /// A restart cannot fix it: stop acting on it, and tell people (once).
+    GiveUp {
+        reason: EscalationReason,
+        detail: String,
+    },
+    /// No further actions in this run (the model is going in circles).
+    Stop(String),
+}
+
+/// The model's cap on restart requests in a run, checked before anything else (a request for a
+/// name that does not even resolve counts too).
+pub fn request_cap(actor: Actor, requests: usize, replicas: usize) -> Option<Decision> {
     (actor == Actor::Llm && requests > MODEL_REQUESTS_PER_REPLICA * replicas.max(1)).then(|| {
-        Verdict::Stop(format!(
+        Decision::Stop(format!(
             "{requests} restart requests in one run is too many; the runbook takes over"
         ))
     })
 }
 
-pub fn check(r: &Request<'_>) -> Verdict {
-    let d = r.diagnosis;
-    if let Some(stop) = request_cap(r.actor, r.requests, r.replicas) {
+/// Whether the agent may give up on this replica once its tries are spent: a life that never
+/// served, failing in a way that is its own doing (it crashed on start, it never passed its
+/// healthcheck, it never answered). Deaths by a signal, an OOM kill or an unattributed stop are
+/// not: Docker's `restart: always` restarts them for ever, and so does the agent. A paused
+/// replica is unpaused whatever its past.
+pub fn may_give_up(d: &ReplicaDiagnosis) -> bool {
+    !d.served
+        && match d.class {
+            FailureClass::CrashedOnStart | FailureClass::Unhealthy => true,
+            FailureClass::Hung => d.action == ActionKind::Restart,
+            _ => false,
+        }
+}
+
+pub fn decide(f: &Facts<'_>) -> Decision {
+    let d = f.diagnosis;
+    if let Some(stop) = request_cap(f.actor, f.run.requests, f.run.replicas) {
         return stop;
     }
-    let deny = |reason: String| Verdict::Deny {
-        reason,
-        give_up: None,
-    };
-    match r.level {
+    let deny = |why: Denial, reason: String| Decision::Deny { reason, why };
+    match f.level {
         ActionLevel::Auto => {}
         ActionLevel::Notify => {
-            return deny(format!(
-                "the service's action level is notify ({}=notify): the agent diagnoses and notifies, it does not act",
-                ActionLevel::LABEL
-            ))
+            return deny(
+                Denial::Level(ActionLevel::Notify),
+                format!(
+                    "the service's action level is notify ({}=notify): the agent diagnoses and notifies, it does not act",
+                    ActionLevel::LABEL
+                ),
+            )
         }
         ActionLevel::Off => {
-            return deny(format!(
-                "the service's action level is off ({}=off): the agent leaves it alone",
-                ActionLevel::LABEL
-            ))
+            return deny(
+                Denial::Level(ActionLevel::Off),
+                format!(
+                    "the service's action level is off ({}=off): the agent leaves it alone",
+                    ActionLevel::LABEL
+                ),
+            )
         }
     }
     if d.action == ActionKind::None {
-        return deny(format!("{} is {}: not acting on it", d.name, d.reason));
+        return deny(
+            Denial::NothingToDo,
+            format!("{} is {}: not acting on it", d.name, d.reason),
+        );
     }
-    if !r.claimed {
-        return deny(format!(
-            "{} is being healed by another run right now; this run leaves it to that one",
-            d.name
-        ));
-    }
-    if r.already_acted {
-        return deny(format!(
-            "{} was already acted on in this run; its verification decides what happens next",
-            d.name
-        ));
-    }
-    if d.class == FailureClass::CrashedOnStart && r.crash_tries >= r.max_crash_tries {
-        return Verdict::Deny {
-            reason: format!(
-                "{} crashes on every start ({} starts already did not help): restarting it is not the fix; escalated to a human",
-                d.name, r.crash_tries
-            ),
-            give_up: Some(EscalationReason::CrashOnStart),
-        };
-    }
-    match r.budget {
-        BudgetDecision::Exhausted { attempts } => Verdict::Deny {
-            reason: format!(
-                "restart budget spent for {}: {attempts} restarts within the window; it is left alone (crash loop) until the window reopens or an operator resets it",
+    if !f.run.claimed {
+        return deny(
+            Denial::Busy,
+            format!(
+                "{} is already being acted on by another run; this run leaves it to that one",
                 d.name
             ),
-            give_up: Some(EscalationReason::BudgetSpent),
-        },
-        BudgetDecision::Allowed { wait, attempt } => Verdict::Allow {
+        );
+    }
+    if f.run.in_flight {
+        return deny(
+            Denial::Busy,
+            format!(
+                "{} is already being acted on (another call of this run, maybe by another of its names)",
+                d.name
+            ),
+        );
+    }
+    if f.run.already_acted {
+        return deny(
+            Denial::AlreadyActed,
+            format!(
+                "{} was already acted on in this run; its verification decides what happens next",
+                d.name
+            ),
+        );
+    }
+    if let Some(p) = &f.replica.parked {
+        if !p.retry_due {
+            return deny(
+                Denial::GivenUp,
+                format!(
+                    "{} was given up on ({}) and escalated; the agent leaves it alone until it changes (next quiet try at {})",
+                    d.name,
+                    p.reason.as_str(),
+                    p.retry_at.format("%H:%M:%S")
+                ),
+            );
+        }
+        // One quiet try, whatever the tries so far: the cause may be gone (a port freed, a
+        // dependency back), as Docker's own restart policy would find out.
+        return Decision::Act {
             action: d.action,
-            wait,
-            attempt,
-        },
+            wait: Duration::ZERO,
+            attempt: f.replica.attempt,
+        };
+    }
+    if may_give_up(d) && f.replica.tries >= f.replica.max_tries {
+        let detail = match d.class {
+            FailureClass::CrashedOnStart => format!(
+                "{} crashes on every start ({} starts by the agent did not help): restarting it is not the fix",
+                d.name, f.replica.tries
+            ),
+            _ => format!(
+                "{} never became healthy after {} restarts by the agent ({}): restarting it is not the fix",
+                d.name, f.replica.tries, d.reason
+            ),
+        };
+        return Decision::GiveUp {
+            reason: if d.class == FailureClass::CrashedOnStart {
+                EscalationReason::CrashOnStart
+            } else {
+                EscalationReason::NeverHealthy
+            },
+            detail,
+        };
+    }
+    Decision::Act {
+        action: d.action,
+        wait: f.replica.wait,
+        attempt: f.replica.attempt,
     }
 }
 
@@ -165,7 +286,7 @@ pub fn main_class<'a>(diagnoses: impl IntoIterator<Item = &'a ReplicaDiagnosis>)
 mod tests {
     use super::*;
 
-    fn diag(class: FailureClass, action: ActionKind) -> ReplicaDiagnosis {
+    fn diag(class: FailureClass, action: ActionKind, served: bool) -> ReplicaDiagnosis {
         ReplicaDiagnosis {
             name: "p-webapp-1".into(),
             status: "exited".into(),
@@ -177,6 +298,7 @@ mod tests {
             finished_at: None,
             uptime_seconds: None,
             healthy_seconds: None,
+            served,
             memory_usage_bytes: None,
             memory_limit_bytes: None,
             needs_healing: action != ActionKind::None,
@@ -189,114 +311,161 @@ mod tests {
         }
     }
 
-    fn request(d: &ReplicaDiagnosis) -> Request<'_> {
-        Request {
+    fn facts(d: &ReplicaDiagnosis) -> Facts<'_> {
+        Facts {
             actor: Actor::Runbook,
             diagnosis: d,
             level: ActionLevel::Auto,
-            claimed: true,
-            already_acted: false,
-            requests: 1,
-            replicas: 3,
-            crash_tries: 0,
-            max_crash_tries: 2,
-            budget: BudgetDecision::Allowed {
+            replica: ReplicaFacts {
+                tries: 0,
+                max_tries: 2,
                 wait: Duration::ZERO,
                 attempt: 1,
+                parked: None,
+            },
+            run: RunFacts {
+                claimed: true,
+                in_flight: false,
+                already_acted: false,
+                requests: 1,
+                replicas: 3,
             },
         }
     }
 
-    fn is_deny(v: &Verdict) -> bool {
-        matches!(v, Verdict::Deny { .. })
+    fn denial(dec: Decision) -> Option<Denial> {
+        match dec {
+            Decision::Deny { why, .. } => Some(why),
+            _ => None,
+        }
     }
 
     #[test]
     fn allows_the_class_action_and_nothing_else() {
-        let d = diag(FailureClass::OomKilled, ActionKind::Start);
+        let d = diag(FailureClass::OomKilled, ActionKind::Start, true);
         assert!(matches!(
-            check(&request(&d)),
-            Verdict::Allow {
+            decide(&facts(&d)),
+            Decision::Act {
                 action: ActionKind::Start,
                 ..
             }
         ));
-        let healthy = diag(FailureClass::NotDown, ActionKind::None);
-        assert!(is_deny(&check(&request(&healthy))));
-        let stopped = diag(FailureClass::StoppedOnPurpose, ActionKind::None);
-        assert!(is_deny(&check(&request(&stopped))));
+        let healthy = diag(FailureClass::NotDown, ActionKind::None, true);
+        assert_eq!(denial(decide(&facts(&healthy))), Some(Denial::NothingToDo));
+        let stopped = diag(FailureClass::StoppedOnPurpose, ActionKind::None, true);
+        assert_eq!(denial(decide(&facts(&stopped))), Some(Denial::NothingToDo));
     }
 
     #[test]
-    fn level_claim_and_repeats_deny() {
-        let d = diag(FailureClass::Killed, ActionKind::Start);
+    fn level_claim_in_flight_and_repeats_deny() {
+        let d = diag(FailureClass::Killed, ActionKind::Start, true);
         for level in [ActionLevel::Notify, ActionLevel::Off] {
-            assert!(is_deny(&check(&Request {
-                level,
-                ..request(&d)
-            })));
+            let mut f = facts(&d);
+            f.level = level;
+            assert_eq!(denial(decide(&f)), Some(Denial::Level(level)));
         }
-        assert!(is_deny(&check(&Request {
-            claimed: false,
-            ..request(&d)
-        })));
-        assert!(is_deny(&check(&Request {
-            already_acted: true,
-            ..request(&d)
-        })));
+        let mut f = facts(&d);
+        f.run.claimed = false;
+        assert_eq!(denial(decide(&f)), Some(Denial::Busy));
+        let mut f = facts(&d);
+        f.run.in_flight = true;
+        let dec = decide(&f);
+        assert!(
+            matches!(&dec, Decision::Deny { reason, why: Denial::Busy } if reason.contains("already being acted on")),
+            "{dec:?}"
+        );
+        let mut f = facts(&d);
+        f.run.already_acted = true;
+        assert_eq!(denial(decide(&f)), Some(Denial::AlreadyActed));
     }
 
     #[test]
-    fn crash_loops_and_spent_budgets_give_up() {
-        let d = diag(FailureClass::CrashedOnStart, ActionKind::Start);
+    fn a_replica_that_served_is_never_given_up_on() {
+        for class in [
+            FailureClass::OomKilled,
+            FailureClass::Killed,
+            FailureClass::Crashed,
+            FailureClass::Unhealthy,
+        ] {
+            let d = diag(class, ActionKind::Start, true);
+            let mut f = facts(&d);
+            f.replica.tries = 1000;
+            f.replica.attempt = 1001;
+            f.replica.wait = Duration::from_secs(2);
+            assert_eq!(
+                decide(&f),
+                Decision::Act {
+                    action: ActionKind::Start,
+                    wait: Duration::from_secs(2),
+                    attempt: 1001
+                },
+                "{class:?}"
+            );
+        }
+        // Deaths that are not the replica's doing, served or not: restarted like restart: always.
+        for class in [FailureClass::OomKilled, FailureClass::Killed] {
+            let d = diag(class, ActionKind::Start, false);
+            let mut f = facts(&d);
+            f.replica.tries = 1000;
+            assert!(matches!(decide(&f), Decision::Act { .. }), "{class:?}");
+        }
+    }
+
+    #[test]
+    fn what_never_served_is_given_up_after_its_tries() {
+        let d = diag(FailureClass::CrashedOnStart, ActionKind::Start, false);
+        let mut f = facts(&d);
+        f.replica.tries = 1;
+        assert!(matches!(decide(&f), Decision::Act { .. }));
+        f.replica.tries = 2;
         assert!(matches!(
-            check(&Request {
-                crash_tries: 1,
-                ..request(&d)
-            }),
-            Verdict::Allow { .. }
-        ));
-        assert!(matches!(
-            check(&Request {
-                crash_tries: 2,
-                ..request(&d)
-            }),
-            Verdict::Deny {
-                give_up: Some(EscalationReason::CrashOnStart),
+            decide(&f),
+            Decision::GiveUp {
+                reason: EscalationReason::CrashOnStart,
                 ..
             }
         ));
-        let k = diag(FailureClass::Killed, ActionKind::Start);
+        let sick = diag(FailureClass::Unhealthy, ActionKind::Restart, false);
+        let mut f = facts(&sick);
+        f.replica.tries = 2;
         assert!(matches!(
-            check(&Request {
-                budget: BudgetDecision::Exhausted { attempts: 5 },
-                ..request(&k)
-            }),
-            Verdict::Deny {
-                give_up: Some(EscalationReason::BudgetSpent),
+            decide(&f),
+            Decision::GiveUp {
+                reason: EscalationReason::NeverHealthy,
                 ..
             }
         ));
+        let paused = diag(FailureClass::Hung, ActionKind::Unpause, false);
+        let mut f = facts(&paused);
+        f.replica.tries = 2;
+        assert!(
+            matches!(decide(&f), Decision::Act { .. }),
+            "unpaused whatever its past"
+        );
+    }
+
+    #[test]
+    fn a_replica_given_up_on_is_left_alone_until_its_quiet_try() {
+        let d = diag(FailureClass::CrashedOnStart, ActionKind::Start, false);
+        let mut f = facts(&d);
+        f.replica.tries = 5;
+        f.replica.parked = Some(Parked {
+            reason: EscalationReason::CrashOnStart,
+            retry_at: Utc::now(),
+            retry_due: false,
+        });
+        assert_eq!(denial(decide(&f)), Some(Denial::GivenUp));
+        f.replica.parked.as_mut().unwrap().retry_due = true;
+        assert!(matches!(decide(&f), Decision::Act { .. }));
     }
 
     #[test]
     fn only_the_model_has_a_request_cap() {
-        let d = diag(FailureClass::Killed, ActionKind::Start);
-        let many = Request {
-            requests: 10,
-            replicas: 3,
-            ..request(&d)
-        };
-        assert!(matches!(
-            check(&Request {
-                actor: Actor::Llm,
-                ..many.clone()
-            }),
-            Verdict::Stop(_)
-        ));
-        assert!(
-            matches!(check(&many), Verdict::Allow { .. }),
-            "the runbook's own limit is one action per replica"
-        );
+        let d = diag(FailureClass::Killed, ActionKind::Start, true);
+        let mut many = facts(&d);
+        many.run.requests = 10;
+        assert!(matches!(decide(&many), Decision::Act { .. }));
+        many.actor = Actor::Llm;
+        assert!(matches!(decide(&many), Decision::Stop(_)));
     }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::incidents::ProbeRecord;
 use crate::runtime::{ReplicaState, Status};
-use crate::tools::guard_bounded as bounded;
+use crate::text::{bounded, error_chain};
 
 /// Labels that override the probe per service: `healstack.probe.port` (`off` disables) and
 /// `healstack.probe.path`.
@@ -72,7 +72,7 @@ impl HttpProber {
                 error: Some(if e.is_timeout() {
                     format!("no answer within {} ms", timeout.as_millis())
                 } else {
-                    bounded(&crate::llm::gemini::error_chain(&e), 200)
+                    bounded(&error_chain(&e), 200)
                 }),
             },
         }

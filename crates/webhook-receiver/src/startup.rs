@@ -10,16 +10,18 @@ use crate::budget::{BudgetPolicy, RestartBudget};
 use crate::clock::Clock;
 use crate::config::{notify_url, NotifyFormatChoice, Settings};
 use crate::context::Context;
-use crate::engine::{watch_events, Engine, EngineConfig, Strategy};
+use crate::engine::{Engine, EngineConfig, RecycleConfig, Strategy};
 use crate::history::{EscalationPolicy, History};
 use crate::incidents::{IncidentStore, LogOptions, TriggerKind};
 use crate::intake::{router, AppState, DockerAccess};
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::notify::{Notifier, NotifyConfig, NotifyFormat};
 use crate::probe::{HttpProber, ProbeConfig, Prober};
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::ContainerRuntime;
 use crate::scope::Scope;
+use crate::stops::StopLedger;
 use crate::tools::tool_names;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +35,15 @@ pub enum StartError {
     Incidents(#[from] crate::incidents::StoreError),
     #[error("HEAL_PROJECT is not set and the agent's own compose project could not be found ({0}); set HEAL_PROJECT to the compose project to heal")]
     NoProject(String),
+    /// The socket refuses the agent: retrying cannot help, and the message says what will.
+    #[error("{0}")]
+    Docker(crate::runtime::RuntimeError),
     #[error(transparent)]
     Llm(#[from] crate::agent::AgentError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Token(#[from] crate::token::TokenError),
 }
 
 /// What a test (or an embedding) may swap: the runtime, the prober and the clock.
@@ -55,8 +62,10 @@ pub struct Application {
     /// `DRAIN_TIMEOUT`: how long runs in flight may finish after a shutdown signal; the rest are
     /// recorded `interrupted`. Compose gives the agent `stop_grace_period: 30s`.
     drain: Duration,
-    /// Flushed at shutdown, so the last attempts are on disk before the process ends.
+    /// Flushed at shutdown, so the last restarts and stops seen are on disk before the process
+    /// ends (and the stops' heartbeat says when the agent stopped watching).
     budget: Arc<RestartBudget>,
+    stops: Arc<StopLedger>,
 }
 
 impl Application {
@@ -103,8 +112,9 @@ impl Application {
             }
             None => tracing::info!("no LLM configured: the built-in runbook heals"),
         }
+        // A log it cannot write is a fault reported on /healthz, not a reason to stop healing.
         let incidents = Arc::new(
-            IncidentStore::open_with(
+            IncidentStore::open_or_degrade(
                 settings.incident_log(),
                 LogOptions {
                     max_bytes: settings.incident_log_max_bytes,
@@ -112,12 +122,11 @@ impl Application {
                     write_errors: metrics.incident_log_errors.with_label_values(&["append"]),
                 },
             )
-            .await?,
+            .await,
         );
         let budget = Arc::new(
             RestartBudget::open(
                 BudgetPolicy {
-                    max_restarts: settings.restart_budget,
                     window: settings.restart_window,
                     backoff_base: settings.restart_backoff,
                     backoff_max: settings.restart_backoff_max,
@@ -136,23 +145,22 @@ impl Application {
                 service_url: settings.health_url(),
             })),
         };
+        let stops = Arc::new(StopLedger::open(settings.stops_state(), parts.clock.now()).await);
+        let history = History::new(EscalationPolicy {
+            after: settings.escalate_after,
+            window: settings.escalate_window,
+            crash_on_start_tries: settings.crash_on_start_tries,
+        });
         let ctx = Arc::new(Context {
             runtime,
             prober,
-            budget: budget.clone(),
-            history: Arc::new(History::new(EscalationPolicy {
-                after: settings.escalate_after,
-                window: settings.escalate_window,
-                crash_on_start_tries: settings.crash_on_start_tries,
-            })),
+            ledger: Arc::new(Ledger::new(budget.clone(), history)),
+            stops: stops.clone(),
             metrics: metrics.clone(),
             clock: parts.clock,
             dry_run: settings.dry_run,
             stable_after: settings.restart_stable,
             verify_timeout: settings.verify_timeout,
-            own: Default::default(),
-            stops: Default::default(),
-            outages: Default::default(),
         });
         let notifier = match notify_url() {
             Some(url) => Notifier::spawn(
@@ -181,27 +189,34 @@ impl Application {
                 ..EngineConfig::default()
             },
         );
+        engine.configure_recycle(RecycleConfig {
+            all_services: settings.preventive_recycle,
+            every: settings.recycle_interval,
+            stop_timeout_secs: settings.recycle_stop_timeout.as_secs() as u32,
+        });
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .map_err(|source| StartError::Bind {
                 addr: settings.listen_addr,
                 source,
             })?;
-        let token = settings.token();
-        let warnings = settings.warnings();
+        let (token, token_warnings) = webhook_token(settings).await?;
+        let mut warnings = settings.warnings();
         for w in &warnings {
             tracing::warn!("{w}");
         }
+        warnings.extend(token_warnings);
         tracing::info!(
             addr = %listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen_addr, source })?,
             project = %project, services = ?services, dry_run = settings.dry_run, docker_events = settings.docker_events,
-            notify = notifier.enabled(), incident_log = ?incidents.path(), "agent listening"
+            notify = notifier.enabled(), preventive_recycle = settings.preventive_recycle, incident_log = ?incidents.path(), "agent listening"
         );
         let state = AppState {
             engine,
             metrics,
             incidents,
             token,
+            webhook_open: settings.webhook_auth == crate::config::WebhookAuth::None,
             max_body: settings.webhook_max_bytes,
             docker: Arc::new(Mutex::new(DockerAccess::Unknown)),
             dry_run: settings.dry_run,
@@ -215,6 +230,7 @@ impl Application {
             reconcile_every: settings.reconcile_interval,
             drain: settings.drain_timeout,
             budget,
+            stops,
         })
     }
 
@@ -233,19 +249,14 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let engine = self.state.engine.clone();
-        let mut background = vec![tokio::spawn(supervise_docker(
-            engine.clone(),
+        let background = crate::background::spawn_all(
+            &engine,
             self.state.docker.clone(),
-            self.state.metrics.clone(),
-        ))];
+            self.events,
+            self.reconcile_every,
+        );
         // Replicas that died while the agent was down are healed now, not at the next trigger.
         engine.reconcile_all(TriggerKind::Startup, "agent started");
-        if self.events {
-            background.push(tokio::spawn(watch_events(engine.clone())));
-        }
-        if !self.reconcile_every.is_zero() {
-            background.push(tokio::spawn(resync(engine.clone(), self.reconcile_every)));
-        }
         let app = router(self.state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
@@ -257,21 +268,58 @@ impl Application {
             tracing::warn!("runs cut short by the shutdown were recorded as interrupted");
         }
         self.budget.flush().await;
+        let now = engine.context().clock.now();
+        self.stops.close(now).await;
         tracing::info!("agent stopped");
         served
     }
 }
 
-/// The periodic resync: a look at every service, whatever the triggers say.
-async fn resync(engine: Engine, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        engine.reconcile_all(TriggerKind::Reconcile, "periodic resync");
-        engine.context().history.prune(engine.context().clock.now());
+/// The token in use (configured, or generated and kept), written for Alertmanager when a share
+/// path is set. Says where it came from, never what it is. A token file that cannot be read or
+/// written does not stop the agent (as an unwritable incident log does not): it is a warning,
+/// returned for `/healthz`.
+async fn webhook_token(
+    settings: &Settings,
+) -> Result<(crate::secret::Secret, Vec<String>), StartError> {
+    let configured = settings.token();
+    let state = settings.token_state();
+    let share = settings.token_share();
+    let (token, origin, shared) = tokio::task::spawn_blocking(move || {
+        let (token, origin) = crate::token::resolve(configured, state.as_deref())?;
+        let shared = share
+            .as_deref()
+            .map(|path| crate::token::share(&token, path))
+            .transpose();
+        Ok::<_, crate::token::TokenError>((token, origin, shared))
+    })
+    .await
+    .expect("the token task does not panic")?;
+    let mut warnings = Vec::new();
+    match origin {
+        crate::token::Origin::Configured => {
+            tracing::info!("webhook token: configured (WEBHOOK_TOKEN)")
+        }
+        crate::token::Origin::Kept(path) => tracing::info!(
+            path = %path.display(),
+            "webhook token: generated by the agent and kept; `webhook-receiver token` prints it"
+        ),
+        crate::token::Origin::Ephemeral => tracing::warn!(
+            "webhook token: generated for this process only (no INCIDENT_LOG or TOKEN_STATE to keep it in)"
+        ),
+        crate::token::Origin::Unkept(why) => {
+            let w = format!("webhook token generated for this process only: {why}");
+            tracing::warn!("{w}");
+            warnings.push(w);
+        }
     }
+    if let Err(e) = shared {
+        let w =
+            format!("Alertmanager cannot be given the token (its deliveries will get 401): {e}");
+        tracing::error!("{w}");
+        warnings.push(w);
+    }
+    Ok((token, warnings))
 }
 
 async fn resolve_project(
@@ -306,6 +354,13 @@ async fn resolve_project(
                     "not running in a container ({host} is not a container)"
                 )))
             }
+            Err(e @ crate::runtime::RuntimeError::Denied(_)) => return Err(StartError::Docker(e)),
+            // The socket proxy answers inspects of this project's healable replicas only.
+            Err(crate::runtime::RuntimeError::Api(m)) if m.starts_with("HTTP 403") => {
+                return Err(StartError::NoProject(format!(
+                    "the Docker API proxy refuses to inspect the agent's own container {host} ({m})"
+                )))
+            }
             Err(e) => {
                 last = e.to_string();
                 tracing::warn!(attempt, error = %e, "docker not reachable yet; retrying to find the compose project");
@@ -314,82 +369,4 @@ async fn resolve_project(
         }
     }
     Err(StartError::NoProject(last))
-}
-
-/// Keeps the Docker access state current (reachable? may it list, inspect and act?) and logs
-/// every change; the runtime reconnects by itself on the next call.
-async fn supervise_docker(engine: Engine, access: Arc<Mutex<DockerAccess>>, metrics: Metrics) {
-    let ctx = engine.context().clone();
-    let project = engine.scope().project().to_string();
-    let services: Vec<String> = engine.scope().services().map(str::to_string).collect();
-    let mut was_ok = false;
-    loop {
-        let now = match ctx.runtime.ping().await {
-            Err(e) => DockerAccess::Missing(e.to_string()),
-            // The write check costs the daemon a (harmless) 404 each time: only after a change.
-            Ok(()) => self_test(&ctx, &project, &services, !was_ok).await,
-        };
-        metrics
-            .docker_up
-            .set(i64::from(!matches!(now, DockerAccess::Missing(_))));
-        let changed = {
-            let mut a = access.lock().unwrap_or_else(|p| p.into_inner());
-            let changed = std::mem::discriminant(&*a) != std::mem::discriminant(&now);
-            *a = now.clone();
-            changed
-        };
-        if changed {
-            match &now {
-                DockerAccess::Ok => {
-                    tracing::info!("docker is reachable: the agent can list, inspect and act")
-                }
-                DockerAccess::ReadOnly(why) => {
-                    tracing::error!(%why, "docker access is read-only: the agent can diagnose but not heal")
-                }
-                DockerAccess::Missing(why) => {
-                    tracing::warn!(%why, "docker is unreachable; the agent keeps serving and retries")
-                }
-                DockerAccess::Unknown => {}
-            }
-        }
-        let ok = matches!(now, DockerAccess::Ok);
-        was_ok = ok;
-        tokio::time::sleep(Duration::from_secs(if ok { 10 } else { 2 })).await;
-    }
-}
-
-/// Lists and inspects what the agent heals and checks it may act, changing nothing.
-async fn self_test(
-    ctx: &Context,
-    project: &str,
-    services: &[String],
-    check_write: bool,
-) -> DockerAccess {
-    for s in services {
-        match ctx.runtime.list(project, s).await {
-            Ok(list) => {
-                if let Some(first) = list.first() {
-                    if let Err(e) = ctx.runtime.inspect(first, false).await {
-                        return DockerAccess::Missing(format!(
-                            "cannot inspect {}: {e}",
-                            first.name
-                        ));
-                    }
-                }
-            }
-            Err(e) => {
-                return DockerAccess::Missing(format!("cannot list the containers of {s}: {e}"))
-            }
-        }
-    }
-    if !check_write {
-        return DockerAccess::Ok;
-    }
-    match ctx.runtime.can_act().await {
-        Ok(true) => DockerAccess::Ok,
-        Ok(false) => DockerAccess::ReadOnly(
-            "starting a container is refused (403): check the Docker socket proxy's rules".into(),
-        ),
-        Err(e) => DockerAccess::Missing(format!("cannot check write access: {e}")),
-    }
 }

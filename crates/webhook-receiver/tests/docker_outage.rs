@@ -4,122 +4,10 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{docker_on, ensure_image_on, spawn_agent, webapp_alert, Project, Replica};
-
-struct PrivateDockerd {
-    dir: std::path::PathBuf,
-    host: String,
-    bridge: String,
-    child: Option<Child>,
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-fn ip(args: &[&str]) {
-    let ok = Command::new("ip")
-        .args(args)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "ip {} failed (iproute2 needed)", args.join(" "));
-}
-
-impl PrivateDockerd {
-    fn new() -> Self {
-        // Short paths: unix socket paths are limited to 108 bytes.
-        let dir = std::path::PathBuf::from(format!("/tmp/hd{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let host = format!("unix://{}/d.sock", dir.display());
-        // A bridge of its own, with a link-local address: nothing routes to or from it.
-        let bridge = format!("hdbr{}", std::process::id() % 100_000);
-        let _ = Command::new("ip").args(["link", "del", &bridge]).status();
-        ip(&["link", "add", &bridge, "type", "bridge"]);
-        ip(&["addr", "add", "169.254.77.1/24", "dev", &bridge]);
-        PrivateDockerd {
-            dir,
-            host,
-            bridge,
-            child: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let log = std::fs::File::create(self.dir.join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
-            .arg("--host")
-            .arg(&self.host)
-            .arg("--data-root")
-            .arg(self.dir.join("data"))
-            .arg("--exec-root")
-            .arg(self.dir.join("exec"))
-            .arg("--pidfile")
-            .arg(self.dir.join("d.pid"))
-            .args([
-                "--bridge",
-                &self.bridge,
-                "--iptables=false",
-                "--ip-masq=false",
-                "--ip-forward=false",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("dockerd is installed (scripts/test installs docker.io)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while docker_on(Some(&self.host), &["info"]).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "private dockerd did not start: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SIGTERM, so dockerd shuts down cleanly (its containers stop with it).
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while c.try_wait().unwrap().is_none() {
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for PrivateDockerd {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .status();
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "umount -R {0}/exec {0}/data 2>/dev/null; rm -rf {0}",
-                self.dir.display()
-            ))
-            .status();
-    }
-}
+use support::dockerd::{private_dockerd_refused, PrivateDockerd};
+use support::{ensure_image_on, spawn_agent, webapp_alert, Project, Replica};
 
 async fn wait_docker(agent: &support::Agent, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -141,8 +29,8 @@ async fn wait_docker(agent: &support::Agent, want: &str) {
 async fn docker_stopped_and_started_again_the_agent_recovers_by_itself() {
     // A private dockerd needs root (its own bridge, mounts). As a user in the docker group the
     // test command skips this one test, saying so; CI runs as root.
-    if !is_root() {
-        eprintln!("SKIPPED docker_stopped_and_started_again: needs root to run a private dockerd");
+    if let Some(why) = private_dockerd_refused() {
+        eprintln!("SKIPPED docker_stopped_and_started_again: {why}");
         return;
     }
     let mut d = PrivateDockerd::new();

@@ -128,12 +128,98 @@ async fn bad_requests_get_the_right_4xx() {
     ] {
         assert!(m.contains(line), "missing {line}");
     }
-    let bad_limit = reqwest::get(format!("{}/incidents?limit=0", agent.url))
+    let bad_limit = c
+        .get(format!("{}/incidents?limit=0", agent.url))
+        .bearer_auth("s3cret")
+        .send()
         .await
         .unwrap();
     assert_eq!(bad_limit.status(), StatusCode::BAD_REQUEST);
     let health = agent.get_json("/healthz").await;
     assert_eq!(health["services"], json!(["webapp"]));
     assert_eq!(health["project"], "intaketest");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_megabyte_of_alerts_about_other_services_is_a_handful_of_records() {
+    let agent = spawn_agent_with("floodtest", &[], token("s3cret")).await;
+    let names: Vec<(String, String)> = (0..3600)
+        .map(|i| (format!("Flood{i}"), format!("svc{}", i % 1800)))
+        .collect();
+    let alerts: Vec<(&str, Vec<(&str, &str)>)> = names
+        .iter()
+        .map(|(a, s)| (a.as_str(), vec![("service", s.as_str())]))
+        .collect();
+    let refs: Vec<(&str, &[(&str, &str)])> =
+        alerts.iter().map(|(a, l)| (*a, l.as_slice())).collect();
+    let body = alert_payload(&refs).to_string();
+    assert!(
+        body.len() > 900_000 && body.len() < 1 << 20,
+        "{}",
+        body.len()
+    );
+    let c = reqwest::Client::new();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let r = c
+            .post(format!("{}/webhook", agent.url))
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer s3cret")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["ignored"], 3600);
+        eprintln!("a 1 MiB flood answered in {:?}", started.elapsed());
+    }
+    let incidents = agent.incidents().await;
+    assert!(
+        (1..=4).contains(&incidents.len()),
+        "a handful, not one per alert: {}",
+        incidents.len()
+    );
+    assert!(incidents
+        .iter()
+        .all(|i| i["class"] == "out_of_scope" && i["outcome"] == "no_action"));
+    let m = agent.metrics().await;
+    assert!(
+        m.contains("healing_out_of_scope_total{result=\"deduplicated\"} 8"),
+        "{m}"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_rolling_restart_needs_the_token_and_a_healable_service_with_replicas() {
+    let agent = spawn_agent_with("intaketest-recycle", &[], token("s3cret")).await;
+    let c = reqwest::Client::new();
+    let post = |path: &str, auth: Option<&str>| {
+        let mut r = c.post(format!("{}{path}", agent.url));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.send()
+    };
+    let r = post("/recycle/webapp", None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = post("/recycle/webapp", Some("Bearer wrong")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = post("/recycle/nginx", Some("Bearer s3cret")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a service this agent heals"));
+    // No replica of webapp in this project: nothing to roll, said so.
+    let r = post("/recycle/webapp", Some("Bearer s3cret"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().is_some(), "{body}");
     agent.stop().await;
 }

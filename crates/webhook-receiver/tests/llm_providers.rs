@@ -1,13 +1,15 @@
 //! The real providers and loop against the fake servers, over HTTP.
 
+mod support;
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use fake_llm::{call, call_raw, Brain, FakeGemini, FakeOpenAi, GeminiOptions, Script};
 use serde_json::{json, Value};
-use webhook_receiver::llm::gemini::{Gemini, GeminiConfig};
-use webhook_receiver::llm::openai::{OpenAiCompatible, OpenAiConfig};
+use support::providers::{gemini, gemini_config, openai};
+use webhook_receiver::llm::gemini::{Gemini, GeminiConfig, ThinkingLevel};
 use webhook_receiver::llm::{
     prompts, run, Budget, ChatModel, LlmError, LoopEnd, Message, Secret, ToolExecutor, ToolOutcome,
     ToolSpec,
@@ -73,24 +75,68 @@ impl Tools {
     }
 }
 
-fn gemini(url: &str, key: &str) -> Gemini {
+fn gemini_with(url: &str, model: &str, thinking_level: ThinkingLevel) -> Gemini {
     Gemini::new(GeminiConfig {
-        api_key: Secret::new(key).unwrap(),
-        model: "gemini-3.5-flash".into(),
-        base_url: url.into(),
-        request_timeout: Duration::from_secs(10),
+        model: model.into(),
+        thinking_level,
+        ..gemini_config(url)
     })
     .unwrap()
 }
 
-fn openai(url: &str) -> OpenAiCompatible {
-    OpenAiCompatible::new(OpenAiConfig {
-        api_key: Secret::new(FakeOpenAi::API_KEY),
-        base_url: url.into(),
-        model: "gpt-test".into(),
-        request_timeout: Duration::from_secs(10),
-    })
-    .unwrap()
+/// The thinking level goes out as `generationConfig.thinkingConfig.thinkingLevel` to Gemini 3
+/// models, never to 2.x, and never with the sampling parameters the 3.x models deprecated; the
+/// strict fake refuses what the API refuses (a level the model does not take).
+#[tokio::test]
+async fn gemini_sends_the_thinking_level_where_the_model_takes_one() {
+    let hello = [Message::User("hello".into())];
+    let fake = FakeGemini::start(Script::new().text("a").text("b").text("c")).await;
+    gemini_with(fake.url(), "gemini-3.8-flash", ThinkingLevel::Low)
+        .complete("sys", &hello, &[])
+        .await
+        .unwrap();
+    gemini_with(fake.url(), "gemini-2.5-flash", ThinkingLevel::High)
+        .complete("sys", &hello, &[])
+        .await
+        .unwrap();
+    gemini_with(fake.url(), "gemini-3.8-flash", ThinkingLevel::ModelDefault)
+        .complete("sys", &hello, &[])
+        .await
+        .unwrap();
+    let sent: Vec<Value> = fake.requests().into_iter().map(|r| r.body).collect();
+    assert_eq!(
+        sent[0]["generationConfig"],
+        json!({"thinkingConfig": {"thinkingLevel": "low"}})
+    );
+    for body in &sent {
+        let config = body.get("generationConfig").cloned().unwrap_or(json!({}));
+        for deprecated in ["temperature", "topP", "topK"] {
+            assert!(config.get(deprecated).is_none(), "{body}");
+        }
+    }
+    assert!(
+        sent[1].get("generationConfig").is_none(),
+        "2.x takes no level"
+    );
+    assert!(
+        sent[2].get("generationConfig").is_none(),
+        "default: none sent"
+    );
+
+    let fake = FakeGemini::start(Script::new().text("unused")).await;
+    let e = gemini_with(fake.url(), "gemini-3.8-flash", ThinkingLevel::Minimal)
+        .complete("sys", &hello, &[])
+        .await
+        .unwrap_err();
+    match e {
+        LlmError::Client {
+            status: 400,
+            message,
+        } => {
+            assert!(message.contains("not supported"), "{message}")
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
 }
 
 fn budget() -> Budget {
@@ -126,7 +172,7 @@ async fn gemini_parallel_calls_round_trip_with_signatures() {
     )
     .await;
     let tools = Tools::default();
-    let report = heal(&gemini(fake.url(), FakeGemini::API_KEY), &tools).await;
+    let report = heal(&gemini(fake.url()), &tools).await;
 
     assert_eq!(report.end, LoopEnd::Completed, "{report:#?}");
     assert_eq!(report.turns, 4);
@@ -169,7 +215,7 @@ async fn gemini_rejects_a_dropped_or_changed_thought_signature() {
             .repeat_last(),
     )
     .await;
-    let model = gemini(fake.url(), FakeGemini::API_KEY);
+    let model = gemini(fake.url());
     let tools = Tools::default().specs();
     let mut history = vec![Message::User("heal".into())];
     let turn = model.complete("sys", &history, &tools).await.unwrap();
@@ -225,7 +271,7 @@ async fn gemini_rate_limit_then_success() {
     )
     .await;
     let started = Instant::now();
-    let report = heal(&gemini(fake.url(), FakeGemini::API_KEY), &Tools::default()).await;
+    let report = heal(&gemini(fake.url()), &Tools::default()).await;
     assert_eq!(report.end, LoopEnd::Completed);
     assert_eq!((report.turns, report.model_requests), (1, 2));
     assert!(started.elapsed() >= Duration::from_millis(700));
@@ -238,7 +284,7 @@ async fn gemini_rate_limit_then_success() {
 #[tokio::test]
 async fn gemini_server_errors_until_the_budget_ends() {
     let fake = FakeGemini::start(Script::new().server_error(503).repeat_last()).await;
-    let model = gemini(fake.url(), FakeGemini::API_KEY);
+    let model = gemini(fake.url());
     let b = Budget {
         max_attempts: 3,
         ..budget()
@@ -255,7 +301,11 @@ async fn gemini_server_errors_until_the_budget_ends() {
 #[tokio::test]
 async fn gemini_wrong_key_is_a_client_error_without_the_key() {
     let fake = FakeGemini::start(Script::new().text("x")).await;
-    let model = gemini(fake.url(), "AIzaWRONG-KEY-123");
+    let model = Gemini::new(GeminiConfig {
+        api_key: Secret::new("AIzaWRONG-KEY-123").unwrap(),
+        ..gemini_config(fake.url())
+    })
+    .unwrap();
     let err = model
         .complete("", &[Message::User("hi".into())], &[])
         .await
@@ -279,7 +329,7 @@ async fn gemini_healer_brain_heals_with_call_ids() {
     };
     let fake = FakeGemini::start_with(Brain::Healer, options).await;
     let tools = Tools::default();
-    let report = heal(&gemini(fake.url(), FakeGemini::API_KEY), &tools).await;
+    let report = heal(&gemini(fake.url()), &tools).await;
     assert_eq!(report.end, LoopEnd::Completed, "{report:#?}");
     assert_eq!(report.turns, 4, "list, restart, check, summary");
     assert_eq!(tools.restarted(), vec![json!({"name": "app-webapp-2"})]);

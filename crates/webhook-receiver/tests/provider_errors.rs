@@ -2,33 +2,13 @@
 //! a proxy's HTML page, a plain-text 429, a content of the wrong shape, bodies echoing the key.
 //! Each must map to the right, retryable or not, error, with the key removed.
 
-use std::time::Duration;
+mod support;
 
 use fake_llm::{FakeGemini, FakeOpenAi, Script};
+use support::providers::{gemini, gemini_config, openai};
 use webhook_receiver::llm::gemini::{Gemini, GeminiConfig};
-use webhook_receiver::llm::openai::{OpenAiCompatible, OpenAiConfig};
 use webhook_receiver::llm::types::RetryAdvice;
 use webhook_receiver::llm::{ChatModel, LlmError, Message, Secret};
-
-fn gemini(url: &str) -> Gemini {
-    Gemini::new(GeminiConfig {
-        api_key: Secret::new(FakeGemini::API_KEY).unwrap(),
-        model: "gemini-3.5-flash".into(),
-        base_url: url.into(),
-        request_timeout: Duration::from_secs(10),
-    })
-    .unwrap()
-}
-
-fn openai(url: &str) -> OpenAiCompatible {
-    OpenAiCompatible::new(OpenAiConfig {
-        api_key: Secret::new(FakeOpenAi::API_KEY),
-        base_url: url.into(),
-        model: "gpt-test".into(),
-        request_timeout: Duration::from_secs(10),
-    })
-    .unwrap()
-}
 
 async fn ask(model: &dyn ChatModel) -> Result<(), LlmError> {
     model
@@ -137,9 +117,7 @@ async fn gemini_content_of_the_wrong_shape_is_an_error_not_a_panic() {
 fn a_gemini_key_that_cannot_be_a_header_is_refused_at_start() {
     let e = Gemini::new(GeminiConfig {
         api_key: Secret::new("AIza\u{1}x").unwrap(),
-        model: "m".into(),
-        base_url: "http://127.0.0.1:9".into(),
-        request_timeout: Duration::from_secs(1),
+        ..gemini_config("http://127.0.0.1:9")
     })
     .err()
     .expect("refused");

@@ -116,7 +116,10 @@ fn read_lines(
 
 impl Agent {
     async fn incidents(&self) -> Vec<Value> {
-        reqwest::get(format!("{}/incidents?limit=100", self.url))
+        reqwest::Client::new()
+            .get(format!("{}/incidents?limit=100", self.url))
+            .bearer_auth(TOKEN)
+            .send()
             .await
             .unwrap()
             .json::<Vec<Value>>()

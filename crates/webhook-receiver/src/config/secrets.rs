@@ -14,7 +14,8 @@ const MAX_SECRET_FILE: u64 = 64 * 1024;
 /// The secrets of the agent. `Debug` shows only whether each is set.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
-    /// `WEBHOOK_TOKEN`: the Bearer token Alertmanager must send; unset disables the check.
+    /// `WEBHOOK_TOKEN`: the Bearer token Alertmanager (and anyone reading the agent's state) must
+    /// send; unset, the agent generates one ([`crate::token`]).
     pub webhook_token: Option<Secret>,
     /// `GEMINI_API_KEY`, else `GOOGLE_API_KEY`.
     pub gemini_api_key: Option<Secret>,

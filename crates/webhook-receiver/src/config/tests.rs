@@ -39,7 +39,8 @@ fn defaults_are_valid() {
     );
     assert_eq!(s.restart_window, Duration::from_secs(600));
     assert_eq!(s.restart_backoff, Duration::from_secs(1));
-    assert_eq!(s.restart_backoff_max, Duration::from_secs(30));
+    assert_eq!(s.restart_backoff_max, Duration::from_secs(2));
+    assert_eq!(s.stops_state().unwrap(), PathBuf::from("stops.json"));
     assert_eq!(s.restart_stable, Duration::from_secs(10));
     assert_eq!(s.verify_timeout, Duration::from_secs(30));
     assert_eq!(s.debounce, Duration::from_millis(100));
@@ -48,6 +49,16 @@ fn defaults_are_valid() {
     assert_eq!(s.incident_log_max_bytes, 10 << 20);
     assert_eq!(s.incident_log_keep, 3);
     assert!(s.token().is_none());
+    assert_eq!(s.gemini_model, "gemini-3.8-flash");
+    assert_eq!(
+        s.gemini_thinking_level,
+        crate::llm::gemini::ThinkingLevel::Low
+    );
+    let s = parse(&["--gemini-thinking-level", "default"]).unwrap();
+    assert_eq!(
+        s.gemini_thinking_level,
+        crate::llm::gemini::ThinkingLevel::ModelDefault
+    );
 }
 
 #[test]
@@ -135,6 +146,11 @@ fn every_bad_value_names_its_variable() {
         ),
         ("--llm-provider", "gemini", "GEMINI_API_KEY"),
         ("--llm-provider", "claude", "LLM_PROVIDER"),
+        (
+            "--gemini-thinking-level",
+            "extreme",
+            "GEMINI_THINKING_LEVEL",
+        ),
         ("--dry-run", "maybe", "DRY_RUN"),
         ("--listen-addr", "localhost", "LISTEN_ADDR"),
         ("--reconcile-interval", "500ms", "RECONCILE_INTERVAL"),
@@ -201,5 +217,35 @@ fn openai_needs_a_model_and_auto_does_not_guess() {
     )
     .unwrap();
     assert!(s.warnings().is_empty());
-    assert!(parse(&[]).unwrap().warnings()[0].contains("WEBHOOK_TOKEN"));
+    assert!(parse(&[]).unwrap().warnings().is_empty());
+    assert!(parse(&["--webhook-auth", "none"]).unwrap().warnings()[0].contains("WEBHOOK_AUTH"));
+}
+
+#[test]
+fn well_known_tokens_are_refused_unless_allowed() {
+    for weak in ["change-me", "CHANGE-ME", "changeme", "secret"] {
+        let e = with_secrets(&[], &[("WEBHOOK_TOKEN", weak)]).unwrap_err();
+        assert!(
+            e.contains("WEBHOOK_TOKEN") && e.contains("ALLOW_WEAK_TOKEN"),
+            "{e}"
+        );
+        assert!(
+            !e.contains(weak) || weak.to_ascii_lowercase() == weak,
+            "{e}"
+        );
+    }
+    let s = with_secrets(
+        &["--allow-weak-token", "true"],
+        &[("WEBHOOK_TOKEN", "change-me")],
+    )
+    .unwrap();
+    assert!(s.warnings()[0].contains("well-known"), "{:?}", s.warnings());
+    assert!(with_secrets(&[], &[("WEBHOOK_TOKEN", "change-me-3f9a1c")]).is_ok());
+    let s = parse(&["--incident-log", "/data/incidents.jsonl"]).unwrap();
+    assert_eq!(
+        s.token_state().unwrap(),
+        PathBuf::from("/data/webhook-token")
+    );
+    assert_eq!(s.webhook_auth, WebhookAuth::Bearer);
+    assert!(s.token_share().is_none());
 }

@@ -31,10 +31,10 @@ impl ProbeOutcome {
 pub struct Evidence<'a> {
     pub state: &'a ReplicaState,
     pub probe: Option<&'a ProbeOutcome>,
-    /// When a `stop` event for it was seen (an operator's `docker stop`), if any.
-    pub stop_seen_at: Option<DateTime<Utc>>,
-    /// It exited while the Docker daemon itself was down (stopped by the daemon's shutdown).
-    pub daemon_outage: bool,
+    /// When someone asked it to stop in its current life (`docker stop`, `docker compose stop`),
+    /// as [`crate::stops`] attributes it: seen by the agent and still trusted, or found in
+    /// Docker's event history. A daemon shutdown is not someone asking.
+    pub stop_asked_at: Option<DateTime<Utc>>,
     /// Its last log lines (untrusted), fetched for replicas that are down.
     pub logs_tail: Vec<String>,
     pub now: DateTime<Utc>,
@@ -43,7 +43,8 @@ pub struct Evidence<'a> {
     pub stable_after: Duration,
 }
 
-/// Exit 0, or 143 (SIGTERM, as `docker stop` sends): the container was asked to stop.
+/// Exit 0, or 143 (SIGTERM, as `docker stop` sends): what a stop request ends with, and also a
+/// daemon shutdown; alone it proves nothing.
 pub fn is_requested_stop(exit_code: Option<i64>) -> bool {
     matches!(exit_code, Some(0) | Some(143))
 }
@@ -78,6 +79,7 @@ pub fn diagnose(e: Evidence<'_>) -> ReplicaDiagnosis {
         finished_at: if s.is_exited() { s.finished_at } else { None },
         uptime_seconds: s.uptime(e.now).map(secs),
         healthy_seconds: s.healthy_since.map(|_| secs(s.healthy_for(e.now, true))),
+        served: served(&e),
         memory_usage_bytes: s.memory_usage,
         memory_limit_bytes: s.memory_limit,
         needs_healing: action != ActionKind::None,
@@ -88,6 +90,17 @@ pub fn diagnose(e: Evidence<'_>) -> ReplicaDiagnosis {
         health_output,
         logs_tail: e.logs_tail,
     }
+}
+
+/// It served in its current (or last) life: passed a healthcheck, or, without one, ran for the
+/// stable period.
+fn served(e: &Evidence<'_>) -> bool {
+    let s = e.state;
+    s.healthy_since.is_some()
+        || (!s.has_healthcheck()
+            && s.uptime(e.now)
+                .and_then(|u| u.to_std().ok())
+                .is_some_and(|u| u >= e.stable_after))
 }
 
 fn classify(e: &Evidence<'_>) -> (FailureClass, ActionKind, String) {
@@ -102,7 +115,7 @@ fn classify(e: &Evidence<'_>) -> (FailureClass, ActionKind, String) {
         ),
         Status::Running => {
             let stopping = e
-                .stop_seen_at
+                .stop_asked_at
                 .zip(s.started_at)
                 .is_some_and(|(stop, start)| stop >= start);
             if stopping {
@@ -156,31 +169,16 @@ fn classify(e: &Evidence<'_>) -> (FailureClass, ActionKind, String) {
             "in a state Docker did not name; left alone".into(),
         ),
         Status::Exited | Status::Dead => {
-            let stop_this_life = e
-                .stop_seen_at
+            let asked = e
+                .stop_asked_at
                 .zip(s.started_at)
                 .is_some_and(|(stop, start)| stop >= start);
-            // The daemon stops its containers (stop events and all) as it shuts down: a stop in
-            // the moments before the daemon went away was its own, not an operator's.
-            if !s.oom_killed
-                && (is_requested_stop(s.exit_code) || stop_this_life)
-                && e.daemon_outage
-            {
-                return (
-                    C::Killed,
-                    ActionKind::Start,
-                    format!(
-                        "stopped (exit {code}) when the Docker daemon went down, not by an operator: started again, as unless-stopped would"
-                    ),
-                );
-            }
-            if !s.oom_killed && (is_requested_stop(s.exit_code) || stop_this_life) {
+            if !s.oom_killed && asked {
                 return (
                     C::StoppedOnPurpose,
                     ActionKind::None,
                     format!(
-                        "stopped on purpose (exit {code}{}): left stopped, as Docker's unless-stopped would",
-                        if stop_this_life { ", a stop was requested" } else { "" }
+                        "stopped on purpose (exit {code}, a stop was requested): left stopped, as Docker's unless-stopped would"
                     ),
                 );
             }
@@ -196,15 +194,28 @@ fn classify(e: &Evidence<'_>) -> (FailureClass, ActionKind, String) {
                 );
             }
             if let Some(signal) = by_signal(s.exit_code) {
+                let why = if signal == 15 {
+                    "; no stop request the agent saw or Docker still holds (a daemon shutdown, or a stop it cannot attribute): started again, as unless-stopped would"
+                } else {
+                    ", not for memory"
+                };
                 return (
                     C::Killed,
                     ActionKind::Start,
-                    format!("killed by signal {signal} (exit {code}), not for memory"),
+                    format!("killed by signal {signal} (exit {code}){why}"),
                 );
             }
             let lived = s.uptime(e.now).unwrap_or_default();
-            let served = s.healthy_since.is_some();
-            if !served && lived.to_std().unwrap_or_default() < e.stable_after {
+            let young = lived.to_std().unwrap_or_default() < e.stable_after;
+            let served = served(e);
+            if code == 0 && (served || !young) {
+                return (
+                    C::Killed,
+                    ActionKind::Start,
+                    "stopped (exit 0) with no stop request the agent saw or Docker still holds (a daemon shutdown, or a stop it cannot attribute): started again, as unless-stopped would".into(),
+                );
+            }
+            if !served && young {
                 let last = e
                     .logs_tail
                     .last()
@@ -222,7 +233,14 @@ fn classify(e: &Evidence<'_>) -> (FailureClass, ActionKind, String) {
             (
                 C::Crashed,
                 ActionKind::Start,
-                format!("exited with code {code} after it had served"),
+                if served {
+                    format!("exited with code {code} after it had served")
+                } else {
+                    format!(
+                        "exited with code {code} after running {:.1} s",
+                        lived.num_milliseconds() as f64 / 1000.0
+                    )
+                },
             )
         }
     }
@@ -293,8 +311,7 @@ mod tests {
         let d = diagnose(Evidence {
             state: s,
             probe,
-            stop_seen_at: None,
-            daemon_outage: false,
+            stop_asked_at: None,
             logs_tail: vec!["panic: bad PORT".into()],
             now: Utc::now(),
             stable_after: Duration::from_secs(10),
@@ -345,11 +362,12 @@ mod tests {
         assert_eq!(class_of(&exited(1, 3, true), None), (C::Crashed, A::Start));
         assert_eq!(
             class_of(&exited(0, 30, true), None),
-            (C::StoppedOnPurpose, A::None)
+            (C::Killed, A::Start),
+            "exit 0 alone is not a request: nobody the agent can name asked"
         );
         assert_eq!(
             class_of(&exited(143, 30, true), None),
-            (C::StoppedOnPurpose, A::None)
+            (C::Killed, A::Start)
         );
         assert_eq!(
             class_of(&state(Status::Paused), None),
@@ -375,8 +393,7 @@ mod tests {
         let d = diagnose(Evidence {
             state: &stopping,
             probe: Some(&probe(2)),
-            stop_seen_at: Some(Utc::now()),
-            daemon_outage: false,
+            stop_asked_at: Some(Utc::now()),
             logs_tail: vec![],
             now: Utc::now(),
             stable_after: Duration::from_secs(10),
@@ -401,8 +418,7 @@ mod tests {
             diagnose(Evidence {
                 state: &s,
                 probe: None,
-                stop_seen_at: Some(stop),
-                daemon_outage: false,
+                stop_asked_at: Some(stop),
                 logs_tail: vec![],
                 now: Utc::now(),
                 stable_after: Duration::from_secs(10),
@@ -418,35 +434,45 @@ mod tests {
     }
 
     #[test]
-    fn a_stop_by_the_daemon_going_down_is_not_an_operators() {
-        let s = exited(0, 30, true);
-        let d = |outage: bool| {
-            diagnose(Evidence {
-                state: &s,
+    fn an_exit_nobody_asked_for_is_restored_whatever_the_code() {
+        // A daemon shutdown ends the webapp as `docker stop` does (SIGTERM, exit 0 or 143):
+        // without a request the agent can attribute, it is restored, as unless-stopped would.
+        let d = |s: &ReplicaState, asked: Option<DateTime<Utc>>| {
+            let d = diagnose(Evidence {
+                state: s,
                 probe: None,
-                stop_seen_at: None,
-                daemon_outage: outage,
+                stop_asked_at: asked,
                 logs_tail: vec![],
                 now: Utc::now(),
                 stable_after: Duration::from_secs(10),
-            })
-            .class
+            });
+            (d.class, d.action, d.served)
         };
-        assert_eq!(d(true), FailureClass::Killed);
-        assert_eq!(d(false), FailureClass::StoppedOnPurpose);
-        let with_stop_event = diagnose(Evidence {
-            state: &s,
-            probe: None,
-            stop_seen_at: s.finished_at,
-            daemon_outage: true,
-            logs_tail: vec![],
-            now: Utc::now(),
-            stable_after: Duration::from_secs(10),
-        });
+        let served = exited(0, 30, true);
         assert_eq!(
-            with_stop_event.class,
+            d(&served, None),
+            (FailureClass::Killed, ActionKind::Start, true)
+        );
+        assert_eq!(
+            d(&served, served.finished_at),
+            (FailureClass::StoppedOnPurpose, ActionKind::None, true)
+        );
+        assert_eq!(
+            d(&exited(143, 30, true), None).0,
             FailureClass::Killed,
-            "the daemon's shutdown sends stop events too"
+            "SIGTERM from nobody the agent can name"
+        );
+        assert_eq!(
+            d(&exited(0, 0, false), None).0,
+            FailureClass::CrashedOnStart,
+            "exit 0 at once, never healthy: its command is wrong"
+        );
+        let mut oom = exited(137, 30, true);
+        oom.oom_killed = true;
+        assert_eq!(
+            d(&oom, oom.finished_at).0,
+            FailureClass::OomKilled,
+            "an OOM kill is never on purpose"
         );
     }
 
@@ -461,8 +487,7 @@ mod tests {
         let d = diagnose(Evidence {
             state: &s,
             probe: None,
-            stop_seen_at: None,
-            daemon_outage: false,
+            stop_asked_at: None,
             logs_tail: vec!["error: PORT must be a number".into()],
             now: Utc::now(),
             stable_after: Duration::from_secs(10),

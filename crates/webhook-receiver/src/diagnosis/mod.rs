@@ -13,6 +13,8 @@ use futures_util::future::join_all;
 
 pub use classify::{diagnose, is_requested_stop, status_str, Evidence, ProbeOutcome};
 
+use crate::stops::Attribution;
+
 use crate::context::Context;
 use crate::incidents::{ActionLevel, ProbeRecord, ReplicaDiagnosis};
 use crate::runtime::{ContainerRef, ReplicaState, RuntimeError, Status};
@@ -139,10 +141,12 @@ pub async fn observe(
     }));
     let (mut probes, service_probe) = tokio::join!(probes, service_probe);
     discount_unreachable(&live, &mut probes);
+    let stops = attribute_stops(ctx, project, &live).await;
     let mut replicas = join_all(
         live.into_iter()
             .zip(probes)
-            .map(|(state, probe)| observe_one(ctx, state, probe, depth)),
+            .zip(stops)
+            .map(|((state, probe), stop)| observe_one(ctx, state, probe, stop, depth)),
     )
     .await;
     replicas.sort_by(|a, b| a.state.container.name.cmp(&b.state.container.name));
@@ -208,18 +212,18 @@ async fn observe_one(
     ctx: &Context,
     state: ReplicaState,
     probe: Option<ProbeOutcome>,
+    stop_asked_at: Option<DateTime<Utc>>,
     depth: Depth,
 ) -> Observed {
-    let logs_tail = if depth.logs && state.is_exited() && !is_requested_stop(state.exit_code) {
-        logs_tail(ctx, &state.container.id).await
+    let logs_tail = if depth.logs && state.is_exited() && stop_asked_at.is_none() {
+        logs_tail(ctx, &state.container.name).await
     } else {
         Vec::new()
     };
     let diagnosis = diagnose(Evidence {
         state: &state,
         probe: probe.as_ref(),
-        stop_seen_at: ctx.stops.get(&state.container.id),
-        daemon_outage: state.finished_at.is_some_and(|f| ctx.outages.covers(f)),
+        stop_asked_at,
         logs_tail,
         now: ctx.clock.now(),
         stable_after: ctx.stable_after,
@@ -231,14 +235,127 @@ async fn observe_one(
     }
 }
 
+/// The diagnosis of one replica's live state (a tool about to act on it), with the same stop
+/// attribution as a whole observation; `probe` is reused when the caller has one of this life.
+pub async fn diagnose_state(
+    ctx: &Context,
+    project: &str,
+    state: &ReplicaState,
+    probe: Option<&ProbeOutcome>,
+) -> ReplicaDiagnosis {
+    let stop_asked_at = attribute_stops(ctx, project, std::slice::from_ref(state))
+        .await
+        .pop()
+        .flatten();
+    diagnose(Evidence {
+        state,
+        probe,
+        stop_asked_at,
+        logs_tail: Vec::new(),
+        now: ctx.clock.now(),
+        stable_after: ctx.stable_after,
+    })
+}
+
+/// For each replica, when someone asked it to stop in its current life (see [`crate::stops`]
+/// for the reasoning): a request the agent saw and still trusts, or one found in Docker's own
+/// event history. A life that ended with nothing found is not attributable: it is restored, as
+/// `unless-stopped` would. One history lookup covers every replica that needs one, once per life.
+async fn attribute_stops(
+    ctx: &Context,
+    project: &str,
+    live: &[ReplicaState],
+) -> Vec<Option<DateTime<Utc>>> {
+    let mut out = vec![None; live.len()];
+    let mut lookup = Vec::new();
+    for (i, s) in live.iter().enumerate() {
+        let finished = if s.is_exited() { s.finished_at } else { None };
+        match ctx
+            .stops
+            .attribution(&s.container.id, s.started_at, finished)
+        {
+            Attribution::Asked(at) => out[i] = Some(at),
+            Attribution::Suspect(_) | Attribution::Unknown if s.is_exited() && !s.oom_killed => {
+                lookup.push(i)
+            }
+            // A suspect request of a replica still running: it is being stopped.
+            Attribution::Suspect(at) => out[i] = Some(at),
+            Attribution::Unknown | Attribution::NotAsked => {}
+        }
+    }
+    if lookup.is_empty() {
+        return out;
+    }
+    let now = ctx.clock.now();
+    let since = lookup
+        .iter()
+        .filter_map(|&i| live[i].started_at)
+        .min()
+        .unwrap_or(now - chrono::Duration::hours(1))
+        - chrono::Duration::seconds(1);
+    // Until now, not later: the daemon streams until `until` before it closes the answer.
+    let history = match ctx.runtime.history(project, since, now).await {
+        Ok(h) => h,
+        Err(e) => {
+            // Not knowable now: trust what was seen, restore what was not.
+            tracing::warn!(error = %e, "cannot read Docker's event history to attribute a stop");
+            for &i in &lookup {
+                let s = &live[i];
+                if let Attribution::Suspect(at) =
+                    ctx.stops
+                        .attribution(&s.container.id, s.started_at, s.finished_at)
+                {
+                    out[i] = Some(at);
+                }
+            }
+            return out;
+        }
+    };
+    for &i in &lookup {
+        let s = &live[i];
+        let id = &s.container.id;
+        let found = history
+            .iter()
+            .filter(|e| &e.container.id == id && e.is_stop_request())
+            .filter(|e| s.started_at.is_none_or(|st| e.time >= st))
+            .filter(|e| {
+                s.finished_at
+                    .is_none_or(|f| e.time <= f + chrono::Duration::seconds(2))
+            })
+            .filter(|e| !ctx.stops.covers_own(id, e.time))
+            .map(|e| e.time)
+            .min();
+        match found {
+            Some(at) => {
+                tracing::info!(container = %s.container.name, "a stop request for it is in Docker's event history: stopped on purpose");
+                ctx.stops.found(id, at);
+                out[i] = Some(at);
+            }
+            None => {
+                if matches!(
+                    ctx.stops.attribution(id, s.started_at, s.finished_at),
+                    Attribution::Suspect(_)
+                ) {
+                    tracing::info!(container = %s.container.name, "a stop seen just before Docker went away is not in its history: the daemon's own shutdown");
+                    ctx.stops.forget(id);
+                }
+                if let Some(f) = s.finished_at {
+                    ctx.stops.not_found(id, f);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The last lines of a container's output, bounded; empty when they cannot be read.
-pub async fn logs_tail(ctx: &Context, id: &str) -> Vec<String> {
-    match ctx.runtime.logs_tail(id, LOG_LINES).await {
+pub async fn logs_tail(ctx: &Context, name: &str) -> Vec<String> {
+    match ctx.runtime.logs_tail(name, LOG_LINES).await {
         Ok(text) => text
             .lines()
             .map(str::trim_end)
             .filter(|l| !l.is_empty())
-            .map(|l| crate::tools::guard_bounded(l, LOG_LINE_BYTES))
+            .map(|l| crate::text::bounded(l, LOG_LINE_BYTES))
             .collect::<Vec<_>>()
             .into_iter()
             .rev()

@@ -1,7 +1,9 @@
 //! The Docker events fast path: `die`, `oom`, `health_status: unhealthy` and `pause` of the
 //! healable services start a look at once, without waiting for Prometheus and Alertmanager.
-//! `stop` events mark a replica as stopped on purpose. Every (re)connection of the stream is
-//! followed by a reconcile of every service, so deaths during a gap are never lost.
+//! Stop requests (`kill` with SIGTERM, `stop`) are written down ([`crate::stops`]): the replica is
+//! on its way down on purpose. Every (re)connection of the stream is followed by a reconcile of
+//! every service, so deaths during a gap are never lost; the end of the stream is a loss of
+//! contact with Docker, which makes the stops seen just before it suspects (a daemon shutdown).
 
 use std::time::Duration;
 
@@ -11,27 +13,17 @@ use super::Engine;
 use crate::incidents::{TriggerKind, TriggerRecord};
 use crate::runtime::EventKind;
 
-/// How long before its API goes away a stopping daemon may stop its containers (its default
-/// stop timeout is 10 s).
-const DAEMON_STOP_GRACE: Duration = Duration::from_secs(15);
-
 /// Follows the event stream for ever, reconnecting with backoff when the daemon goes away.
 pub async fn watch_events(engine: Engine) {
     let ctx = engine.context().clone();
     let project = engine.scope().project().to_string();
     let mut backoff = Duration::from_millis(500);
-    // When the stream last ended, and whether the daemon refused us since.
-    let mut gap: Option<(chrono::DateTime<chrono::Utc>, bool)> = None;
     loop {
         match ctx.runtime.events(&project).await {
             Ok(mut stream) => {
                 tracing::info!(project = %project, "following docker events");
                 backoff = Duration::from_millis(500);
-                if let Some((from, true)) = gap.take() {
-                    // The daemon stops its containers before its API goes away.
-                    let grace = chrono::Duration::from_std(DAEMON_STOP_GRACE).unwrap_or_default();
-                    ctx.outages.record(from - grace, ctx.clock.now());
-                }
+                ctx.stops.contact(ctx.clock.now());
                 // Whatever died while the stream was down is found by looking again.
                 engine.reconcile_all(TriggerKind::Reconcile, "docker events (re)connected");
                 while let Some(ev) = stream.next().await {
@@ -48,23 +40,21 @@ pub async fn watch_events(engine: Engine) {
                     {
                         continue;
                     }
-                    if ctx.own.covers(&ev.container.id, ev.time) {
-                        tracing::debug!(container = %ev.container.name, event = ?ev.kind, "event of the agent's own restart");
+                    if ctx.stops.covers_own(&ev.container.id, ev.time) {
+                        tracing::debug!(container = %ev.container.name, event = ?ev.kind, "event of the agent's own action");
+                        continue;
+                    }
+                    if ev.is_stop_request() {
+                        // `docker stop` begins with SIGTERM: from now on the replica is on its
+                        // way down on purpose, and a slow shutdown is not a hang.
+                        if ev.kind == EventKind::Stop {
+                            tracing::info!(container = %ev.container.name, "stop requested (docker stop / compose stop): the replica is left stopped");
+                        }
+                        ctx.stops.seen(&ev.container.id, ev.time);
                         continue;
                     }
                     let name = match ev.kind {
-                        // `docker stop` begins with SIGTERM: from now on the replica is on its
-                        // way down on purpose, and a slow shutdown is not a hang.
-                        EventKind::Kill { signal: Some(15) } => {
-                            ctx.stops.mark(&ev.container.id, ev.time);
-                            continue;
-                        }
-                        EventKind::Kill { .. } => continue,
-                        EventKind::Stop => {
-                            tracing::info!(container = %ev.container.name, "stop requested (docker stop / compose stop): the replica is left stopped");
-                            ctx.stops.mark(&ev.container.id, ev.time);
-                            continue;
-                        }
+                        EventKind::Kill { .. } | EventKind::Stop => continue,
                         EventKind::Die => "die",
                         EventKind::Oom => "oom",
                         EventKind::Unhealthy => "unhealthy",
@@ -83,13 +73,10 @@ pub async fn watch_events(engine: Engine) {
                     );
                 }
                 tracing::warn!("docker event stream ended; reconnecting");
-                gap = Some((ctx.clock.now(), false));
+                ctx.stops.lost(ctx.clock.now());
             }
             Err(e) => {
                 tracing::debug!(error = %e, "cannot follow docker events yet");
-                if let Some((_, down)) = gap.as_mut() {
-                    *down = true;
-                }
             }
         }
         tokio::time::sleep(backoff).await;

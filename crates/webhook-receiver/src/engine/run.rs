@@ -3,120 +3,32 @@
 //! The run is supervised: a panic or a shutdown still leaves an incident.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tracing::Instrument;
 
+pub(super) use super::draft::Draft;
 use super::strategy::{Brief, Runbook, Strategy};
 use super::verify::verify;
 use super::Engine;
 use crate::diagnosis::Observation;
 use crate::incidents::{
-    ActionKind, ActionLevel, ActionRecord, Escalation, EscalationReason, FailureClass, Incident,
-    LlmRecord, Mode, Outcome, ReplicaDiagnosis, TriggerRecord,
+    ActionKind, Escalation, EscalationReason, Incident, Mode, Outcome, ReplicaDiagnosis,
+    TriggerRecord,
 };
 use crate::policy::main_class;
+use crate::runtime::ContainerRef;
 use crate::tools::{Acted, RunRecord, Toolbox};
-
-/// What a run or a look has learnt so far; [`Draft::close`] turns it into the incident.
-#[derive(Clone)]
-pub(super) struct Draft {
-    pub id: String,
-    pub service: String,
-    pub project: String,
-    pub triggers: Vec<TriggerRecord>,
-    pub mode: Mode,
-    pub level: ActionLevel,
-    /// When the outage began: the first trigger, until the replicas tell better.
-    pub started_at: DateTime<Utc>,
-    pub run_started_at: DateTime<Utc>,
-    pub clock: Instant,
-    pub diagnosis: Vec<ReplicaDiagnosis>,
-    pub llm: Option<LlmRecord>,
-    pub fallback_reason: Option<String>,
-}
-
-impl Draft {
-    pub fn new(
-        id: &str,
-        service: &str,
-        project: &str,
-        triggers: Vec<TriggerRecord>,
-        mode: Mode,
-        now: DateTime<Utc>,
-    ) -> Self {
-        Draft {
-            id: id.to_string(),
-            service: service.to_string(),
-            project: project.to_string(),
-            started_at: triggers.first().map(|t| t.at.min(now)).unwrap_or(now),
-            triggers,
-            mode,
-            level: ActionLevel::Auto,
-            run_started_at: now,
-            clock: Instant::now(),
-            diagnosis: Vec::new(),
-            llm: None,
-            fallback_reason: None,
-        }
-    }
-
-    pub fn observed(&mut self, obs: &Observation) {
-        self.diagnosis = obs.diagnoses();
-        self.level = obs.level;
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn close(
-        self,
-        outcome: Outcome,
-        class: FailureClass,
-        resolved_at: Option<DateTime<Utc>>,
-        summary: String,
-        timeline: Vec<ActionRecord>,
-        escalation: Option<Escalation>,
-        scope_note: Option<String>,
-    ) -> Incident {
-        let trigger = self
-            .triggers
-            .first()
-            .map(|t| t.kind)
-            .unwrap_or(crate::incidents::TriggerKind::Reconcile);
-        Incident {
-            id: self.id,
-            service: self.service,
-            project: self.project,
-            trigger,
-            triggers: self.triggers,
-            mode: self.mode,
-            outcome,
-            class,
-            action_level: self.level,
-            started_at: self.started_at,
-            resolved_at,
-            mttr_seconds: resolved_at
-                .map(|r| (r - self.started_at).num_milliseconds().max(0) as f64 / 1000.0),
-            run_started_at: self.run_started_at,
-            run_seconds: self.clock.elapsed().as_secs_f64(),
-            diagnosis: self.diagnosis,
-            timeline,
-            llm: self.llm,
-            fallback_reason: self.fallback_reason,
-            escalation,
-            notifications: Vec::new(),
-            scope_note,
-            summary,
-        }
-    }
-}
 
 /// A run the plan decided on: its draft, what it observed, and the replicas it claimed.
 pub(super) struct RunSpec {
     pub draft: Draft,
     pub observation: Observation,
-    pub claimed: Vec<String>,
+    pub claimed: Vec<ContainerRef>,
+    /// Only quiet tries at replicas given up on: the runbook acts, and unless they serve again
+    /// nothing is recorded (people were told already).
+    pub quiet: bool,
 }
 
 /// What the supervisor keeps of a run, to record it whatever becomes of the run's task.
@@ -124,10 +36,19 @@ struct Shared {
     draft: Mutex<Draft>,
     record: Arc<RunRecord>,
     observation: Observation,
-    claimed: Vec<String>,
+    claimed: Vec<ContainerRef>,
+    quiet: bool,
 }
 
 impl Shared {
+    fn claims(&self, id: &str) -> bool {
+        self.claimed.iter().any(|c| c.id == id)
+    }
+
+    fn claimed_names(&self) -> Vec<String> {
+        self.claimed.iter().map(|c| c.name.clone()).collect()
+    }
+
     fn draft(&self) -> Draft {
         self.draft.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -142,7 +63,7 @@ impl Shared {
             self.observation
                 .replicas
                 .iter()
-                .filter(|o| self.claimed.contains(&o.diagnosis.name))
+                .filter(|o| self.claims(&o.state.container.id))
                 .map(|o| &o.diagnosis),
         );
         self.draft().close(
@@ -164,6 +85,7 @@ impl Engine {
             record: Arc::new(RunRecord::default()),
             observation: spec.observation,
             claimed: spec.claimed,
+            quiet: spec.quiet,
         });
         let engine = self.clone();
         self.inner
@@ -187,16 +109,11 @@ impl Engine {
                 None
             }
         };
-        let (incident, requeue) = match finished {
+        let (mut incident, requeue) = match finished {
             Some(Ok(done)) => done,
             Some(Err(e)) => {
                 let what = if e.is_panic() {
-                    let payload = e.into_panic();
-                    payload
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a panic".to_string())
+                    crate::supervise::panic_message(e.into_panic())
                 } else {
                     "the run's task was cancelled".to_string()
                 };
@@ -208,7 +125,7 @@ impl Engine {
                     .inc();
                 let summary = format!(
                     "internal error: the run ended abnormally ({}); requeued",
-                    crate::tools::guard_bounded(&what, 200)
+                    crate::text::bounded(&what, 200)
                 );
                 (shared.cut_short(Outcome::Failed, summary), true)
             }
@@ -219,16 +136,39 @@ impl Engine {
         };
         {
             let mut state = self.state();
-            for name in &shared.claimed {
-                if state.claims.get(name) == Some(&id) {
-                    state.claims.remove(name);
+            for c in &shared.claimed {
+                if state.claims.get(&c.id) == Some(&id) {
+                    state.claims.remove(&c.id);
                 }
             }
             if let Some(slot) = state.services.get_mut(&service) {
                 slot.running = slot.running.saturating_sub(1);
             }
+            let joined = state.joined.remove(&id).unwrap_or_default();
+            for t in joined {
+                if !incident.triggers.iter().any(|x| same_trigger(x, &t)) {
+                    incident.triggers.push(t);
+                }
+            }
         }
-        self.record(incident).await;
+        if incident.outcome == Outcome::Healed {
+            self.note_serving(&service, &shared.claimed_names());
+        }
+        let acted = !shared.record.acted().is_empty();
+        // A dry run changes nothing: the same one again (a repeated alert) is not recorded again.
+        if incident.outcome == Outcome::DryRun
+            && !self.first_record_of(&service, super::plan::dry_run_digest(&shared.observation))
+        {
+            return;
+        }
+        if shared.quiet && incident.outcome != Outcome::Healed {
+            // A quiet try that did not help: people were told already. The next look gives up
+            // on the replica again, quietly, and schedules the next try.
+            tracing::info!(id = %id, outcome = incident.outcome.as_str(), "quiet try at a replica given up on did not help");
+            self.requeue(&service);
+            return;
+        }
+        self.record(incident, acted).await;
         if requeue {
             self.requeue(&service);
         } else {
@@ -249,24 +189,25 @@ impl Engine {
             shared.record.clone(),
             &shared.observation,
         );
-        let started_at = outage_start(&shared.observation, &shared.claimed, &draft.triggers)
+        let claimed = shared.claimed_names();
+        let started_at = outage_start(&shared.observation, &claimed, &draft.triggers)
             .unwrap_or(draft.started_at);
         shared.set(|d| d.started_at = started_at);
         let claimed_diag: Vec<&ReplicaDiagnosis> = shared
             .observation
             .replicas
             .iter()
-            .filter(|o| shared.claimed.contains(&o.diagnosis.name))
+            .filter(|o| shared.claims(&o.state.container.id))
             .map(|o| &o.diagnosis)
             .collect();
         let class = main_class(claimed_diag.iter().copied());
-        tracing::info!(trigger = draft.triggers.first().map(|t| t.kind.as_str()).unwrap_or(""), class = class.as_str(), claimed = ?shared.claimed, "healing run started");
+        tracing::info!(trigger = draft.triggers.first().map(|t| t.kind.as_str()).unwrap_or(""), class = class.as_str(), claimed = ?claimed, quiet = shared.quiet, "healing run started");
 
         let brief = Brief {
             service: draft.service.clone(),
             triggers: draft.triggers.clone(),
             diagnosis: shared.observation.diagnoses(),
-            claimed: shared.claimed.clone(),
+            claimed: claimed.clone(),
         };
 
         if ctx.dry_run {
@@ -288,9 +229,16 @@ impl Engine {
             return (incident, false);
         }
 
-        let report = inner.strategy.heal(&tools, &brief).await;
+        // A quiet try at a replica given up on costs no model call.
+        let strategy: &dyn Strategy = if shared.quiet {
+            shared.set(|d| d.mode = Mode::Runbook);
+            &Runbook
+        } else {
+            inner.strategy.as_ref()
+        };
+        let report = strategy.heal(&tools, &brief).await;
         shared.set(|d| d.llm = report.llm.clone());
-        let is_llm = inner.strategy.mode() == Mode::Llm;
+        let is_llm = strategy.mode() == Mode::Llm;
         match report.failure {
             Some(reason) if is_llm => self.fall_back(&shared, &tools, &brief, reason).await,
             Some(reason) => tools.note("runbook", None, "error", json!({ "error": reason })),
@@ -312,8 +260,7 @@ impl Engine {
         let record = &shared.record;
         let gave_up = record.gave_up();
         let acted = record.acted();
-        let must_serve: Vec<String> = shared
-            .claimed
+        let must_serve: Vec<String> = claimed
             .iter()
             .filter(|n| !gave_up.iter().any(|g| &g.name == *n))
             .cloned()
@@ -329,19 +276,7 @@ impl Engine {
         let done = describe(&acted);
         let (outcome, resolved_at, summary, escalation) = if !gave_up.is_empty() {
             let replicas: Vec<String> = gave_up.iter().map(|g| g.name.clone()).collect();
-            for r in &replicas {
-                ctx.history.mark_escalated(r, now);
-            }
-            let escalation = Escalation {
-                reason: gave_up[0].reason,
-                detail: gave_up
-                    .iter()
-                    .map(|g| g.detail.clone())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                count: gave_up[0].count.max(1),
-                replicas: replicas.clone(),
-            };
+            let escalation = self.give_up(&draft.service, &gave_up, now);
             let summary = format!(
                 "gave up on {} ({}); {done}",
                 replicas.join(", "),
@@ -356,25 +291,7 @@ impl Engine {
                 None,
             )
         } else if verification.ok {
-            let recurrences = record.recurrences();
-            let escalation = recurrences.first().map(|r| Escalation {
-                reason: EscalationReason::Recurrence,
-                detail: recurrences
-                    .iter()
-                    .map(|r| {
-                        format!(
-                            "{} was healed for {} {} times within {}s: restarts do not remove the cause",
-                            r.name,
-                            r.class.as_str(),
-                            r.count,
-                            ctx.history.policy().window.as_secs()
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                replicas: recurrences.iter().map(|r| r.name.clone()).collect(),
-                count: r.count,
-            });
+            let escalation = self.recurrence(&draft.service, &shared.observation, record);
             (
                 Outcome::Healed,
                 Some(now),
@@ -416,6 +333,56 @@ impl Engine {
             d.fallback_reason = Some(reason);
         });
         Runbook.heal(tools, brief).await;
+    }
+}
+
+impl Engine {
+    /// The recurrence escalation of a run whose actions made one: the replicas keep being
+    /// restarted (they served), and people get the numbers and the likely cause.
+    fn recurrence(
+        &self,
+        service: &str,
+        obs: &Observation,
+        record: &RunRecord,
+    ) -> Option<Escalation> {
+        let recurrences = record.recurrences();
+        let first = recurrences.first()?;
+        let history = self.inner.ctx.ledger.history();
+        let now = self.inner.ctx.clock.now();
+        let figures = history.figures(service, obs.replicas.len(), now);
+        let mut detail: Vec<String> = recurrences
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} was healed for {} {} times within {} s",
+                    r.name,
+                    r.class.as_str(),
+                    r.count,
+                    history.policy().window.as_secs()
+                )
+            })
+            .collect();
+        if let Some(f) = &figures {
+            detail.push(format!(
+                "{service}: {} deaths in {:.0} s ({} a minute), lives of {} s on average{}; likely cause: {}. The agent keeps restarting them (they served); restarts do not remove the cause",
+                f.deaths,
+                f.window_seconds,
+                f.deaths_per_minute,
+                f.mean_life_seconds,
+                f.memory_limit_bytes
+                    .filter(|_| f.oom_kills > 0)
+                    .map(|m| format!(", {} of them OOM kills at {} MiB", f.oom_kills, m >> 20))
+                    .unwrap_or_default(),
+                f.likely_cause
+            ));
+        }
+        Some(Escalation {
+            reason: EscalationReason::Recurrence,
+            detail: detail.join("\n"),
+            replicas: recurrences.iter().map(|r| r.name.clone()).collect(),
+            count: first.count,
+            figures,
+        })
     }
 }
 
@@ -482,4 +449,9 @@ fn describe(acted: &[Acted]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The same trigger seen twice (a repeated alert, a duplicate event).
+pub(super) fn same_trigger(a: &TriggerRecord, b: &TriggerRecord) -> bool {
+    a.kind == b.kind && a.name == b.name && a.container == b.container
 }

@@ -66,6 +66,8 @@ async fn check_once(tools: &Toolbox, acted: &[Acted], names: &[&str]) -> (bool, 
     for name in names {
         match obs.get(name) {
             Some(o) if o.state.is_serving() => {}
+            // Stopped by someone meanwhile: it is theirs now, not a failure of the run.
+            Some(o) if o.diagnosis.class == FailureClass::StoppedOnPurpose => {}
             Some(o) => {
                 let after_action = acted.iter().find(|a| a.container.name == *name);
                 if let Some(a) = after_action {

@@ -2,7 +2,7 @@
 
 mod store;
 
-pub use store::{IncidentStore, LogOptions, StoreError, KEEP_IN_MEMORY};
+pub use store::{IncidentStore, LogOptions, StoreError, KEEP_IN_MEMORY, KEEP_NOISE};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -22,8 +22,10 @@ pub enum TriggerKind {
     Requeue,
     /// The reconcile of every service when the agent starts.
     Startup,
-    /// An operator's `POST /reset`.
+    /// An operator's `POST /reset` or `POST /recycle/{service}`.
     Operator,
+    /// A replica's memory nearing its limit (preventive recycling).
+    Memory,
 }
 
 impl TriggerKind {
@@ -41,6 +43,7 @@ impl TriggerKind {
             TriggerKind::Requeue => "requeue",
             TriggerKind::Startup => "startup",
             TriggerKind::Operator => "operator",
+            TriggerKind::Memory => "memory",
         }
     }
 }
@@ -80,10 +83,13 @@ pub enum Outcome {
     Interrupted,
     /// The service's action level is `notify`: diagnosed and notified, not touched.
     Notified,
+    /// A serving replica replaced before it failed (its memory near the limit, or an operator's
+    /// rolling restart): drained, started, healthy again. Not a repair.
+    Recycled,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Healed,
         Outcome::NoAction,
         Outcome::GaveUp,
@@ -91,6 +97,7 @@ impl Outcome {
         Outcome::DryRun,
         Outcome::Interrupted,
         Outcome::Notified,
+        Outcome::Recycled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +109,7 @@ impl Outcome {
             Outcome::DryRun => "dry_run",
             Outcome::Interrupted => "interrupted",
             Outcome::Notified => "notified",
+            Outcome::Recycled => "recycled",
         }
     }
 }
@@ -285,6 +293,10 @@ pub struct ReplicaDiagnosis {
     /// How long of that it was healthy (from its first passing healthcheck).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy_seconds: Option<f64>,
+    /// It served in that life: passed a healthcheck (or, without one, ran for the stable
+    /// period). A replica that served is never given up on.
+    #[serde(default)]
+    pub served: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_usage_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -316,11 +328,20 @@ pub enum EscalationReason {
     Recurrence,
     /// The replica crashes on every start: restarting it is not the fix.
     CrashOnStart,
-    /// The replica's restart budget is spent.
+    /// The replica never became healthy after the agent's restarts (its healthcheck never
+    /// passes, or it hangs before serving).
+    NeverHealthy,
+    /// Docker refused the action (a port taken, a missing bind source, a proxy that forbids it).
+    Refused,
+    /// The replica's restart budget was spent. Agents before the floor invariant (issue 15) gave
+    /// up on that; kept so that their incident logs still read.
     BudgetSpent,
     /// The failure is outside what this agent may heal (e.g. the load balancer in front of
     /// healthy replicas): someone else must act.
     OutOfScope,
+    /// Preventive recycling cannot keep up: a replica's predicted OOM comes sooner than the
+    /// recycles before it can finish (the leak outpaces them); reactive healing covers the rest.
+    RecycleBehind,
 }
 
 impl EscalationReason {
@@ -328,8 +349,11 @@ impl EscalationReason {
         match self {
             EscalationReason::Recurrence => "recurrence",
             EscalationReason::CrashOnStart => "crash_on_start",
+            EscalationReason::NeverHealthy => "never_healthy",
+            EscalationReason::Refused => "refused",
             EscalationReason::BudgetSpent => "budget_spent",
             EscalationReason::OutOfScope => "out_of_scope",
+            EscalationReason::RecycleBehind => "recycle_behind",
         }
     }
 }
@@ -342,6 +366,29 @@ pub struct Escalation {
     pub replicas: Vec<String>,
     /// Recurrences or attempts that led here.
     pub count: u32,
+    /// For a recurrence: the numbers behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<RecurrenceFigures>,
+}
+
+/// What people need to judge a recurrence: how often replicas die, how long each life lasts,
+/// at what memory, and the likely cause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecurrenceFigures {
+    /// Deaths of the service's replicas the agent healed within the window.
+    pub deaths: u32,
+    pub window_seconds: f64,
+    pub deaths_per_minute: f64,
+    /// Mean length of the lives that ended in those deaths.
+    pub mean_life_seconds: f64,
+    /// Deaths by the kernel's OOM killer among them.
+    pub oom_kills: u32,
+    /// The replicas' memory limit (what they held at an OOM death).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
+    pub replicas: usize,
+    /// "more load than 3 replicas of 256 MiB can carry", ...
+    pub likely_cause: String,
 }
 
 /// One step of the timeline: a tool call, a restart, a verification.
@@ -415,37 +462,88 @@ pub struct Incident {
     /// For `out_of_scope`: whose problem it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope_note: Option<String>,
+    /// For `recycled` (and a recycle that failed): the memory that led to it and how it went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recycle: Option<RecycleRecord>,
     /// A one-line human summary of the outcome.
     pub summary: String,
 }
 
+/// One recycle: why (the memory, its trend, the predicted time to the limit; or an operator),
+/// and how it went, from SIGTERM to the new replica's passing healthcheck.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecycleRecord {
+    pub replica: String,
+    /// `memory` or `operator`.
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::policy::recycle::MemoryFigures>,
+    /// The stop timeout given with SIGTERM.
+    pub stop_timeout_seconds: u32,
+    /// Its exit code: 0 when it drained, 137 when the stop timeout ended it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// From SIGTERM to its exit.
+    pub stop_seconds: f64,
+    /// From SIGTERM to its passing healthcheck (absent when it did not serve again in time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_after_seconds: Option<f64>,
+}
+
+/// Bounds on what one incident may hold, whatever the model, the containers or an alert said.
+pub const MAX_TEXT: usize = 2048;
+pub const MAX_DETAIL: usize = 4096;
+pub const MAX_DIAGNOSES: usize = 50;
+
 impl Incident {
-    /// A healed incident with every field set, for tests.
-    pub fn sample(id: &str) -> Self {
-        let now = Utc::now();
-        Incident {
-            id: id.into(),
-            service: "webapp".into(),
-            project: "p".into(),
-            trigger: TriggerKind::Alert,
-            triggers: vec![],
-            mode: Mode::Runbook,
-            outcome: Outcome::Healed,
-            class: FailureClass::OomKilled,
-            action_level: ActionLevel::Auto,
-            started_at: now,
-            resolved_at: Some(now),
-            mttr_seconds: Some(1.5),
-            run_started_at: now,
-            run_seconds: 0.5,
-            diagnosis: vec![],
-            timeline: vec![],
-            llm: None,
-            fallback_reason: None,
-            escalation: None,
-            notifications: vec![],
-            scope_note: None,
-            summary: "ok".into(),
+    /// The same incident with every free-text field and list within its bound (timeline entries
+    /// are bounded as they are recorded).
+    pub fn bounded(mut self) -> Self {
+        use crate::text::bounded;
+        self.summary = bounded(&self.summary, MAX_TEXT);
+        self.scope_note = self.scope_note.map(|s| bounded(&s, MAX_TEXT));
+        self.fallback_reason = self.fallback_reason.map(|s| bounded(&s, MAX_TEXT));
+        self.diagnosis.truncate(MAX_DIAGNOSES);
+        if let Some(e) = self.escalation.as_mut() {
+            e.detail = bounded(&e.detail, MAX_DETAIL);
+            e.replicas.truncate(MAX_DIAGNOSES);
         }
+        if let Some(l) = self.llm.as_mut() {
+            l.summary = l.summary.take().map(|s| bounded(&s, MAX_TEXT));
+            l.ended = bounded(&l.ended, MAX_TEXT);
+        }
+        self
+    }
+}
+
+/// A healed incident with every field set, for the crate's own unit tests (crates/test-support
+/// has the same for the integration tests, which cannot reach this one).
+#[cfg(test)]
+pub(crate) fn sample_incident(id: &str) -> Incident {
+    let now = Utc::now();
+    Incident {
+        id: id.into(),
+        service: "webapp".into(),
+        project: "p".into(),
+        trigger: TriggerKind::Alert,
+        triggers: vec![],
+        mode: Mode::Runbook,
+        outcome: Outcome::Healed,
+        class: FailureClass::OomKilled,
+        action_level: ActionLevel::Auto,
+        started_at: now,
+        resolved_at: Some(now),
+        mttr_seconds: Some(1.5),
+        run_started_at: now,
+        run_seconds: 0.5,
+        diagnosis: vec![],
+        timeline: vec![],
+        llm: None,
+        fallback_reason: None,
+        escalation: None,
+        notifications: vec![],
+        scope_note: None,
+        recycle: None,
+        summary: "ok".into(),
     }
 }

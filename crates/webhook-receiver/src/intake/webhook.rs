@@ -17,8 +17,9 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use super::alert::WebhookPayload;
 use super::AppState;
+use crate::engine::OutOfScopeAlert;
 use crate::incidents::{TriggerKind, TriggerRecord};
-use crate::tools::guard_bounded as bounded;
+use crate::text::bounded;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -120,16 +121,8 @@ pub async fn receive(State(state): State<AppState>, req: Request<Body>) -> Respo
 }
 
 async fn handle(state: &AppState, req: Request<Body>) -> Result<serde_json::Value, WebhookError> {
-    if let Some(token) = &state.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !token.matches(given) {
-            return Err(WebhookError::Unauthorized);
-        }
+    if !state.webhook_open && !state.authorized(req.headers()) {
+        return Err(WebhookError::Unauthorized);
     }
     let content_type = req
         .headers()
@@ -165,6 +158,7 @@ async fn handle(state: &AppState, req: Request<Body>) -> Result<serde_json::Valu
     }
 
     let (mut triggered, mut ignored, mut resolved) = (Vec::new(), 0usize, 0usize);
+    let mut not_ours = Vec::new();
     for alert in &payload.alerts {
         if !alert.is_firing() {
             resolved += 1;
@@ -187,12 +181,11 @@ async fn handle(state: &AppState, req: Request<Body>) -> Result<serde_json::Valu
             .filter(|p| *p != state.engine.scope().project());
         if let Some(p) = other_project {
             ignored += 1;
-            out_of_scope(
-                state,
+            not_ours.push(out_of_scope(
                 service,
                 trigger,
                 format!("the alert is about project {:?}", bounded(p, 100)),
-            );
+            ));
         } else if state.engine.trigger(service, trigger.clone()) {
             if !triggered.contains(&service.to_string()) {
                 triggered.push(service.to_string());
@@ -204,8 +197,16 @@ async fn handle(state: &AppState, req: Request<Body>) -> Result<serde_json::Valu
             } else {
                 format!("the alert is about service {:?}", bounded(service, 100))
             };
-            out_of_scope(state, service, trigger, why);
+            not_ours.push(out_of_scope(service, trigger, why));
         }
+    }
+    if !not_ours.is_empty() {
+        tracing::info!(
+            alerts = not_ours.len(),
+            "alerts outside this agent's scope; recorded (grouped, once), nothing touched"
+        );
+        // Inline, no task per alert: grouped, deduplicated and rate limited by the engine.
+        state.engine.out_of_scope(not_ours).await;
     }
     tracing::info!(status = %bounded(&payload.status, 20), alerts = payload.alerts.len(), triggered = ?triggered, ignored, resolved, "alertmanager webhook accepted");
     Ok(
@@ -225,14 +226,16 @@ fn body_error(e: axum::Error, max: usize) -> WebhookError {
     WebhookError::BodyRead(bounded(&e.to_string(), 200))
 }
 
-/// Records (in the background: the webhook answers at once) that an alert is not this agent's.
-fn out_of_scope(state: &AppState, service: &str, trigger: TriggerRecord, why: String) {
+/// An alert that is not this agent's: the service it names and why.
+fn out_of_scope(service: &str, trigger: TriggerRecord, why: String) -> OutOfScopeAlert {
     let named = if service.is_empty() {
         "(none)".to_string()
     } else {
         bounded(service, 100)
     };
-    tracing::info!(alert = %trigger.name, service = %named, "alert outside this agent's scope; recorded, nothing touched");
-    let engine = state.engine.clone();
-    tokio::spawn(async move { engine.out_of_scope(&named, trigger, why).await });
+    OutOfScopeAlert {
+        named,
+        why,
+        trigger,
+    }
 }

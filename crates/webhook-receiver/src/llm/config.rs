@@ -9,11 +9,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::agent_loop::Budget;
-use super::gemini::{Gemini, GeminiConfig};
+use super::gemini::{Gemini, GeminiConfig, ThinkingLevel};
 use super::openai::{OpenAiCompatible, OpenAiConfig};
 use super::types::{ChatModel, LlmError, Secret};
 
-pub const DEFAULT_GEMINI_MODEL: &str = "gemini-3.5-flash";
+/// The newest stable Flash model (Gemini API, checked 2026-12: `gemini-3.8-flash`, GA since
+/// 2026-09-02). The model is configuration (`GEMINI_MODEL`); this is only what a user gets unset.
+pub const DEFAULT_GEMINI_MODEL: &str = "gemini-3.8-flash";
 
 /// `LLM_PROVIDER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,6 +62,8 @@ pub struct LlmConfig {
     pub gemini_api_key: Option<Secret>,
     pub gemini_model: String,
     pub gemini_base_url: String,
+    /// `GEMINI_THINKING_LEVEL` (Gemini 3 and later only).
+    pub gemini_thinking_level: ThinkingLevel,
     pub openai_api_key: Option<Secret>,
     pub openai_base_url: Option<String>,
     /// Required when the OpenAI-compatible provider is chosen: there is no model every server has.
@@ -77,6 +81,7 @@ impl Default for LlmConfig {
             gemini_api_key: None,
             gemini_model: DEFAULT_GEMINI_MODEL.into(),
             gemini_base_url: super::gemini::DEFAULT_BASE_URL.into(),
+            gemini_thinking_level: ThinkingLevel::default(),
             openai_api_key: None,
             openai_base_url: None,
             openai_model: None,
@@ -171,6 +176,7 @@ pub fn build(
                 model: config.gemini_model.clone(),
                 base_url: config.gemini_base_url.clone(),
                 request_timeout: config.run_timeout,
+                thinking_level: config.gemini_thinking_level,
             })?)
         }
         ProviderChoice::OpenAi => {

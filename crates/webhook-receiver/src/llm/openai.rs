@@ -19,11 +19,11 @@ use async_openai::Client;
 use async_trait::async_trait;
 use serde_json::value::RawValue;
 
-use super::gemini::error_chain;
 use super::types::{
     AssistantTurn, ChatModel, LlmError, Message, ModelTurn, Secret, ToolArgs, ToolCall, Usage,
 };
 use super::ToolSpec;
+use crate::text::error_chain;
 
 mod http;
 
@@ -323,7 +323,7 @@ fn retry_hint(message: &str) -> Option<Duration> {
     } else {
         return None;
     };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+    crate::retry_after::from_secs(secs)
 }
 
 #[cfg(test)]

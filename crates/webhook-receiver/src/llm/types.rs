@@ -206,12 +206,6 @@ pub fn truncate_chars(text: &str, max: usize) -> String {
     }
 }
 
-/// An HTTP `Retry-After` in seconds (the date form is not used by these APIs), at most a day.
-pub(crate) fn parse_retry_after(s: &str) -> Option<Duration> {
-    let secs: f64 = s.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
-}
-
 /// Maximum length of a provider error message kept in an [`LlmError`].
 pub(crate) const MAX_ERROR_MESSAGE: usize = 500;
 

@@ -15,6 +15,7 @@ use bollard::models::{ContainerStateStatusEnum, EventMessage, HealthStatusEnum};
 use bollard::query_parameters::{
     EventsOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
     LogsOptionsBuilder, RestartContainerOptionsBuilder, StartContainerOptions, StatsOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use chrono::{DateTime, TimeZone, Utc};
@@ -31,14 +32,20 @@ pub const SERVICE_LABEL: &str = "com.docker.compose.service";
 
 /// Bound on how long one Docker API call may take; a hung daemon must not hang a healing run.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
-/// Bound on the one-shot memory reading of a replica.
+/// Bound on the one-shot memory reading of a replica within an inspect (diagnosis: never worth
+/// holding up a healing run for).
 const STATS_TIMEOUT: Duration = Duration::from_millis(500);
+/// Bound on a memory reading for preventive recycling: dockerd answers a one-shot stats request
+/// at its next collection, up to a second later (measured here: 1.0 s for most calls).
+const MEMORY_TIMEOUT: Duration = Duration::from_secs(3);
 /// Docker keeps this many healthcheck results per container.
 const DOCKER_HEALTH_LOG_LEN: usize = 5;
 /// Most bytes of one healthcheck output kept.
 const MAX_PROBE_OUTPUT: usize = 200;
 /// Most of our labels kept per container (they are operator input, but bounded all the same).
 const MAX_LABELS: usize = 16;
+/// Most events read back from the daemon's history in one lookup.
+const MAX_HISTORY: usize = 2000;
 
 pub struct DockerRuntime {
     host: Option<String>,
@@ -70,11 +77,11 @@ impl DockerRuntime {
         if let Some(c) = guard.as_ref() {
             return Ok(c.clone());
         }
-        let docker = self.connect().map_err(map_err)?;
+        let docker = self.connect().map_err(|e| self.map_err(e))?;
         let docker = tokio::time::timeout(CALL_TIMEOUT, docker.negotiate_version())
             .await
             .map_err(|_| RuntimeError::Unreachable("timed out negotiating the API version".into()))?
-            .map_err(map_err)?;
+            .map_err(|e| self.map_err(e))?;
         tracing::info!(api_version = %docker.client_version(), "connected to docker");
         *guard = Some(docker.clone());
         Ok(docker)
@@ -88,7 +95,7 @@ impl DockerRuntime {
     {
         let docker = self.client().await?;
         let result = match tokio::time::timeout(CALL_TIMEOUT, f(docker)).await {
-            Ok(r) => r.map_err(map_err),
+            Ok(r) => r.map_err(|e| self.map_err(e)),
             Err(_) => Err(RuntimeError::Unreachable("docker call timed out".into())),
         };
         if let Err(e) = &result {
@@ -97,6 +104,38 @@ impl DockerRuntime {
             }
         }
         result
+    }
+
+    /// [`map_err`], plus the cause and fix when the unix socket refuses the agent or is missing.
+    fn map_err(&self, e: BollardError) -> RuntimeError {
+        if !matches!(e, BollardError::DockerResponseServerError { .. }) {
+            if let Some(socket) = super::socket_access::socket_path(self.host.as_deref()) {
+                let cause: &(dyn std::error::Error + 'static) = match &e {
+                    // Transparent in bollard: its `source` skips the I/O error itself.
+                    BollardError::IOError { err } => err,
+                    other => other,
+                };
+                if let Some(why) = super::socket_access::explain(cause, &socket) {
+                    return RuntimeError::Denied(why);
+                }
+            }
+        }
+        map_err(e)
+    }
+}
+
+impl DockerRuntime {
+    /// One stats reading: the memory in use (`None` for a container that is not running).
+    async fn read_memory(&self, id: &str) -> Result<Option<u64>, RuntimeError> {
+        let id = id.to_string();
+        let opts = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let stats = self
+            .call(|d| async move { d.stats(&id, Some(opts)).next().await.transpose() })
+            .await?;
+        Ok(stats.and_then(|s| s.memory_stats).and_then(|m| m.usage))
     }
 }
 
@@ -206,10 +245,10 @@ impl ContainerRuntime for DockerRuntime {
         container: &ContainerRef,
         with_stats: bool,
     ) -> Result<ReplicaState, RuntimeError> {
-        let id = container.id.clone();
+        let name = container.name.clone();
         let info = self
             .call(|d| async move {
-                d.inspect_container(&id, None::<InspectContainerOptions>)
+                d.inspect_container(&name, None::<InspectContainerOptions>)
                     .await
             })
             .await?;
@@ -241,7 +280,7 @@ impl ContainerRuntime for DockerRuntime {
             .map(|r| HealthProbe {
                 start: parse_time(r.start.as_deref()),
                 exit_code: r.exit_code,
-                output: crate::tools::guard_bounded(
+                output: crate::text::bounded(
                     r.output.as_deref().unwrap_or("").trim(),
                     MAX_PROBE_OUTPUT,
                 ),
@@ -272,21 +311,12 @@ impl ContainerRuntime for DockerRuntime {
             .map(|m| m as u64);
         let mut memory_usage = None;
         if with_stats && status == Status::Running {
-            let id = container.id.clone();
-            let opts = StatsOptionsBuilder::new()
-                .stream(false)
-                .one_shot(true)
-                .build();
             // Bounded: memory use is diagnosis, never worth holding up a healing run for.
-            let stats = tokio::time::timeout(
-                STATS_TIMEOUT,
-                self.call(|d| async move { d.stats(&id, Some(opts)).next().await.transpose() }),
-            )
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten();
-            memory_usage = stats.and_then(|s| s.memory_stats).and_then(|m| m.usage);
+            memory_usage = tokio::time::timeout(STATS_TIMEOUT, self.read_memory(&container.name))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
         }
         Ok(ReplicaState {
             container: container.clone(),
@@ -305,14 +335,20 @@ impl ContainerRuntime for DockerRuntime {
         })
     }
 
-    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        let id = id.to_string();
+    async fn memory(&self, container: &ContainerRef) -> Result<Option<u64>, RuntimeError> {
+        tokio::time::timeout(MEMORY_TIMEOUT, self.read_memory(&container.name))
+            .await
+            .map_err(|_| RuntimeError::Unreachable("docker stats timed out".into()))?
+    }
+
+    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+        let id = name.to_string();
         self.call(|d| async move { d.start_container(&id, None::<StartContainerOptions>).await })
             .await
     }
 
-    async fn restart(&self, id: &str, timeout_secs: u32) -> Result<(), RuntimeError> {
-        let id = id.to_string();
+    async fn restart(&self, name: &str, timeout_secs: u32) -> Result<(), RuntimeError> {
+        let id = name.to_string();
         let opts = RestartContainerOptionsBuilder::new()
             .t(timeout_secs as i32)
             .build();
@@ -320,14 +356,24 @@ impl ContainerRuntime for DockerRuntime {
             .await
     }
 
-    async fn unpause(&self, id: &str) -> Result<(), RuntimeError> {
-        let id = id.to_string();
+    async fn stop(&self, name: &str, timeout_secs: u32) -> Result<(), RuntimeError> {
+        let name = name.to_string();
+        let opts = StopContainerOptionsBuilder::new()
+            .t(timeout_secs as i32)
+            .build();
+        // Docker answers 304 for a container already stopped: bollard maps that to Ok.
+        self.call(|d| async move { d.stop_container(&name, Some(opts)).await })
+            .await
+    }
+
+    async fn unpause(&self, name: &str) -> Result<(), RuntimeError> {
+        let id = name.to_string();
         self.call(|d| async move { d.unpause_container(&id).await })
             .await
     }
 
-    async fn logs_tail(&self, id: &str, lines: usize) -> Result<String, RuntimeError> {
-        let id = id.to_string();
+    async fn logs_tail(&self, name: &str, lines: usize) -> Result<String, RuntimeError> {
+        let id = name.to_string();
         let opts = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
@@ -344,10 +390,11 @@ impl ContainerRuntime for DockerRuntime {
         .await
     }
 
-    async fn can_act(&self) -> Result<bool, RuntimeError> {
+    async fn can_act(&self, project: &str, service: &str) -> Result<bool, RuntimeError> {
         // Docker answers 404 for a container that does not exist when starting is allowed; a
-        // filtering proxy answers 403 when it is not.
-        match self.start("healstack-access-check-does-not-exist").await {
+        // filtering proxy answers 403 when it is not. Replica 0 is a name the socket proxy
+        // accepts and compose never gives.
+        match self.start(&format!("{project}-{service}-0")).await {
             Err(RuntimeError::NotFound(_)) | Ok(()) => Ok(true),
             Err(RuntimeError::Api(m)) if m.starts_with("HTTP 403") => Ok(false),
             Err(e) => Err(e),
@@ -373,20 +420,9 @@ impl ContainerRuntime for DockerRuntime {
         project: &str,
     ) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {
         let docker = self.client().await?;
-        let mut filters = label_filter(project, None);
-        filters.insert("type".into(), vec!["container".into()]);
-        filters.insert(
-            "event".into(),
-            vec![
-                "die".into(),
-                "oom".into(),
-                "health_status".into(),
-                "stop".into(),
-                "pause".into(),
-                "kill".into(),
-            ],
-        );
-        let opts = EventsOptionsBuilder::new().filters(&filters).build();
+        let opts = EventsOptionsBuilder::new()
+            .filters(&event_filter(project))
+            .build();
         let project = project.to_string();
         let stream = docker
             .events(Some(opts))
@@ -402,6 +438,50 @@ impl ContainerRuntime for DockerRuntime {
             .boxed();
         Ok(stream)
     }
+
+    async fn history(
+        &self,
+        project: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<RuntimeEvent>, RuntimeError> {
+        let stamp =
+            |t: DateTime<Utc>| format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos());
+        let opts = EventsOptionsBuilder::new()
+            .since(&stamp(since))
+            .until(&stamp(until.max(since)))
+            .filters(&event_filter(project))
+            .build();
+        let project = project.to_string();
+        self.call(|d| async move {
+            let mut stream = d.events(Some(opts));
+            let mut out = Vec::new();
+            // The daemon holds a few hundred events at most; bounded all the same.
+            while let Some(msg) = stream.next().await {
+                if let Some(ev) = to_event(&project, msg?) {
+                    out.push(ev);
+                    if out.len() >= MAX_HISTORY {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// The container events the agent follows, of one compose project.
+fn event_filter(project: &str) -> HashMap<String, Vec<String>> {
+    let mut filters = label_filter(project, None);
+    filters.insert("type".into(), vec!["container".into()]);
+    filters.insert(
+        "event".into(),
+        ["die", "oom", "health_status", "stop", "pause", "kill"]
+            .map(String::from)
+            .to_vec(),
+    );
+    filters
 }
 
 fn to_event(project: &str, msg: EventMessage) -> Option<RuntimeEvent> {

@@ -1,11 +1,12 @@
 //! The container runtime seam: what the healing engine and the tools may ask of Docker.
 //!
-//! The engine and tools only see [`ContainerRuntime`]; [`docker`] is the one bollard implementation.
+//! The engine and tools only see [`ContainerRuntime`]; [`docker`] is the one bollard implementation
+//! (the tests' in-memory one lives in the `test-support` crate).
 //! Nothing here knows about LLMs, and nothing here decides *whether* a container may be touched:
 //! that is [`crate::scope`]'s job, checked before any call reaches this layer.
 
 pub mod docker;
-pub mod memory;
+pub mod socket_access;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -169,12 +170,16 @@ pub enum RuntimeError {
     NotFound(String),
     #[error("docker refused the request: {0}")]
     Api(String),
+    /// The agent may not use the Docker socket (EACCES), or it is not there: a deployment fault
+    /// that retrying will not fix; the message names the cause and the fix.
+    #[error("the agent cannot use the Docker socket: {0}")]
+    Denied(String),
 }
 
 impl RuntimeError {
     /// Errors that mean "the daemon is gone" rather than "this request was wrong".
     pub fn is_connection(&self) -> bool {
-        matches!(self, RuntimeError::Unreachable(_))
+        matches!(self, RuntimeError::Unreachable(_) | RuntimeError::Denied(_))
     }
 }
 
@@ -191,18 +196,26 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         container: &ContainerRef,
         with_stats: bool,
     ) -> Result<ReplicaState, RuntimeError>;
+    /// Memory in use by a running container, from one stats reading (Docker answers it at its
+    /// next collection, up to a second later); `None` when it does not run or has no reading.
+    async fn memory(&self, container: &ContainerRef) -> Result<Option<u64>, RuntimeError>;
+    // Containers are addressed by their compose name (`ContainerRef::name`): the socket proxy
+    // checks a call's scope on the name (`<project>-<service>-<n>`) and refuses ids.
     /// Start a stopped container.
-    async fn start(&self, id: &str) -> Result<(), RuntimeError>;
+    async fn start(&self, name: &str) -> Result<(), RuntimeError>;
     /// Restart a running container (stop with `timeout_secs`, then start).
-    async fn restart(&self, id: &str, timeout_secs: u32) -> Result<(), RuntimeError>;
+    async fn restart(&self, name: &str, timeout_secs: u32) -> Result<(), RuntimeError>;
+    /// Stop a running container gracefully: SIGTERM, then SIGKILL after `timeout_secs` (the
+    /// agent's recycling of a replica).
+    async fn stop(&self, name: &str, timeout_secs: u32) -> Result<(), RuntimeError>;
     /// Unpause a paused container.
-    async fn unpause(&self, id: &str) -> Result<(), RuntimeError>;
+    async fn unpause(&self, name: &str) -> Result<(), RuntimeError>;
     /// The last `lines` lines of stdout+stderr.
-    async fn logs_tail(&self, id: &str, lines: usize) -> Result<String, RuntimeError>;
-    /// Whether the agent may change containers at all, without changing any: asks to start a
-    /// container that cannot exist. `Ok(false)` when the daemon (or a proxy in front of it)
-    /// refuses writes: the agent can diagnose, not heal.
-    async fn can_act(&self) -> Result<bool, RuntimeError>;
+    async fn logs_tail(&self, name: &str, lines: usize) -> Result<String, RuntimeError>;
+    /// Whether the agent may change containers at all, without changing any: asks to start
+    /// `<project>-<service>-0`, a replica compose never creates. `Ok(false)` when the daemon
+    /// (or a proxy in front of it) refuses writes: the agent can diagnose, not heal.
+    async fn can_act(&self, project: &str, service: &str) -> Result<bool, RuntimeError>;
     /// The compose project label of a container (used to find the agent's own project).
     async fn compose_project_of(&self, container: &str) -> Result<Option<String>, RuntimeError>;
     /// Container events of `project` (die, oom, unhealthy, stop, pause). The stream ends when the
@@ -211,4 +224,24 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         project: &str,
     ) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError>;
+    /// The container events of `project` (the same kinds) that the daemon still holds between
+    /// `since` and `until`: a finite list. The daemon keeps recent events in memory only, so after
+    /// a daemon restart the older ones are gone (see [`crate::stops`]).
+    async fn history(
+        &self,
+        project: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<RuntimeEvent>, RuntimeError>;
+}
+
+impl RuntimeEvent {
+    /// Someone asked the container to stop: a `stop` event, or the SIGTERM `docker stop` begins
+    /// with.
+    pub fn is_stop_request(&self) -> bool {
+        matches!(
+            self.kind,
+            EventKind::Stop | EventKind::Kill { signal: Some(15) }
+        )
+    }
 }

@@ -3,6 +3,7 @@
 //! is right is [`crate::policy`]'s call.
 
 use crate::runtime::{ContainerRef, RuntimeError};
+pub use crate::text::{bounded, bounded_tail};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -21,8 +22,29 @@ pub enum ToolError {
     Stop(String),
 }
 
-/// Finds `name` among the service's live replicas (exact container name, or full container id).
-/// Anything else is refused, with the names that would be accepted.
+/// The replica `name` stands for, by any of its aliases: its name, `/name` (Docker's form), its
+/// full id, or an unambiguous id prefix of 12 characters or more. Aliases of one container all
+/// find the same one, so a claim by id covers every way of naming it.
+pub fn find<'a>(replicas: &'a [ContainerRef], name: &str) -> Option<&'a ContainerRef> {
+    let wanted = name.trim().trim_start_matches('/');
+    if wanted.is_empty() {
+        return None;
+    }
+    if let Some(r) = replicas.iter().find(|r| r.name == wanted || r.id == wanted) {
+        return Some(r);
+    }
+    if wanted.len() < 12 || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut by_prefix = replicas.iter().filter(|r| r.id.starts_with(wanted));
+    match (by_prefix.next(), by_prefix.next()) {
+        (Some(r), None) => Some(r),
+        _ => None,
+    }
+}
+
+/// Finds `name` among the service's live replicas ([`find`]). Anything else is refused, with the
+/// names that would be accepted.
 pub fn resolve(
     replicas: &[ContainerRef],
     name: &str,
@@ -30,10 +52,7 @@ pub fn resolve(
     project: &str,
 ) -> Result<ContainerRef, ToolError> {
     let wanted = name.trim().trim_start_matches('/');
-    if let Some(r) = replicas
-        .iter()
-        .find(|r| r.name == wanted || (wanted.len() >= 12 && r.id == wanted))
-    {
+    if let Some(r) = find(replicas, name) {
         return Ok(r.clone());
     }
     let allowed: Vec<&str> = replicas
@@ -46,30 +65,6 @@ pub fn resolve(
         bounded(wanted, 128),
         if allowed.is_empty() { "(none)".to_string() } else { allowed.join(", ") }
     )))
-}
-
-/// At most `max` bytes of `s` (on a char boundary), marked when cut.
-pub fn bounded(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…[truncated]", &s[..end])
-}
-
-/// The last `max` bytes of `s`: for logs, the end is what matters.
-pub fn bounded_tail(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut start = s.len() - max;
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("[truncated]…{}", &s[start..])
 }
 
 #[cfg(test)]
@@ -106,10 +101,16 @@ mod tests {
                 .name,
             "p-webapp-1"
         );
+        assert_eq!(
+            resolve(&reps, "bbbbbbbbbbbb", "webapp", "p").unwrap().name,
+            "p-webapp-2",
+            "a 12-character id prefix"
+        );
         for bad in [
             "p-webapp",
             "webapp",
             "aaaa",
+            "aaaaaaaaaaaz",
             "p-nginx-1",
             "p-webapp-1; rm -rf /",
             "",
@@ -118,12 +119,5 @@ mod tests {
             assert!(matches!(e, ToolError::OutOfScope(_)), "{bad}: {e}");
             assert!(e.to_string().contains("p-webapp-1, p-webapp-2"));
         }
-    }
-
-    #[test]
-    fn bounds_cut_on_char_boundaries() {
-        assert_eq!(bounded("héllo", 2), "h…[truncated]");
-        assert_eq!(bounded_tail("héllo", 4), "[truncated]…llo");
-        assert_eq!(bounded("ok", 10), "ok");
     }
 }

@@ -2,41 +2,39 @@
 //!
 //! The runbook calls the typed methods; the LLM loop reaches the same methods through
 //! [`ToolExecutor`]. Every call resolves its target among the live replicas of the run's service
-//! (scope), every action passes [`crate::policy::check`] first, and everything lands on the run's
-//! [`RunRecord`]. Tool failures are values (the model sees them), not aborts.
+//! (scope); every action is claimed (by container id) before any await, decided by
+//! [`crate::policy::decide`] on facts gathered once from live state, looked at again after any
+//! backoff wait, and recorded in the ledger once Docker confirmed it. Everything lands on the
+//! run's [`RunRecord`]. Tool failures are values (the model sees them), not aborts.
 
+mod act;
 pub mod guard;
 pub mod record;
 mod specs;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-pub use guard::{bounded as guard_bounded, ToolError};
+pub use act::escalation_detail;
+pub use guard::ToolError;
 pub use record::{Acted, GaveUp, Recurrence, RunRecord};
 pub use specs::{tool_names, tool_specs};
 
 use crate::context::Context;
-use crate::diagnosis::{self, diagnose, Depth, Evidence, Observation, ProbeOutcome};
-use crate::incidents::{ActionKind, ActionLevel, EscalationReason, FailureClass, ReplicaDiagnosis};
+use crate::diagnosis::{self, Depth, Observation, ProbeOutcome};
+use crate::incidents::ActionLevel;
 use crate::llm::{ToolExecutor, ToolOutcome, ToolSpec};
-use crate::policy::{self, Actor, Verdict};
-use crate::runtime::{ContainerRef, ReplicaState, Status};
+use crate::policy::Actor;
+use crate::runtime::{ContainerRef, Status};
 
 /// Bounds on what a tool hands back, so outputs stay small whatever the containers say.
 pub const MAX_REPLICAS_LISTED: usize = 50;
 pub const MAX_LOG_LINES: usize = 100;
 pub const MAX_LOG_BYTES: usize = 4000;
-/// Stop timeout when restarting a running replica: a hung process will not exit on SIGTERM, and
-/// every second here is a second of outage.
-const RESTART_STOP_TIMEOUT_SECS: u32 = 2;
-/// How often a replica's own verification polls Docker.
-const POLL: Duration = Duration::from_millis(200);
 
 /// One run's tools.
 pub struct Toolbox {
@@ -44,8 +42,11 @@ pub struct Toolbox {
     project: String,
     service: String,
     level: ActionLevel,
-    /// The replicas this run may act on.
-    claimed: Vec<String>,
+    /// The replicas this run may act on (claimed by id).
+    claimed: Vec<ContainerRef>,
+    claimed_names: Vec<String>,
+    /// Every replica of the service as the run found it: names resolve here, without an await.
+    known: Vec<ContainerRef>,
     record: Arc<RunRecord>,
     /// Probes of the run's observation, by container id and start, reused when acting on the
     /// same life of a replica (a hung replica costs seconds to probe).
@@ -57,7 +58,7 @@ impl Toolbox {
         ctx: Arc<Context>,
         project: &str,
         service: &str,
-        claimed: Vec<String>,
+        claimed: Vec<ContainerRef>,
         record: Arc<RunRecord>,
         observation: &Observation,
     ) -> Self {
@@ -74,7 +75,13 @@ impl Toolbox {
             project: project.to_string(),
             service: service.to_string(),
             level: observation.level,
+            claimed_names: claimed.iter().map(|c| c.name.clone()).collect(),
             claimed,
+            known: observation
+                .replicas
+                .iter()
+                .map(|o| o.state.container.clone())
+                .collect(),
             record,
             probes,
         }
@@ -94,7 +101,11 @@ impl Toolbox {
 
     /// The replicas this run may act on.
     pub fn claimed(&self) -> &[String] {
-        &self.claimed
+        &self.claimed_names
+    }
+
+    fn claims(&self, id: &str) -> bool {
+        self.claimed.iter().any(|c| c.id == id)
     }
 
     /// A bookkeeping step of the agent's own on the timeline.
@@ -138,7 +149,7 @@ impl Toolbox {
                 .take(MAX_REPLICAS_LISTED)
                 .map(|o| {
                     let mut v = serde_json::to_value(&o.diagnosis).expect("diagnosis serialises");
-                    v["in_this_run"] = json!(self.claimed.contains(&o.diagnosis.name));
+                    v["in_this_run"] = json!(self.claims(&o.state.container.id));
                     v
                 })
                 .collect();
@@ -153,227 +164,6 @@ impl Toolbox {
             })
         });
         self.finish(by, "list_webapp_status", None, Value::Null, result)
-    }
-
-    /// `restart_container`: the action the replica's class allows (start an exited replica,
-    /// unpause a paused one, restart a running one that is unhealthy or hung), if the policy
-    /// allows it now. For the model, the replica's own verification comes with the result.
-    pub async fn act(&self, name: &str, by: Actor) -> Result<Value, ToolError> {
-        let result = self.act_inner(name, by).await;
-        let metric = match &result {
-            Ok(v) if v.get("dry_run").is_some() => None,
-            Ok(_) => Some("ok"),
-            Err(ToolError::Runtime(_)) => Some("error"),
-            Err(_) => Some("denied"),
-        };
-        if let Some(m) = metric {
-            self.ctx
-                .metrics
-                .restarts
-                .with_label_values(&[self.service.as_str(), m])
-                .inc();
-        }
-        self.finish(
-            by,
-            "restart_container",
-            Some(name),
-            json!({ "name": name }),
-            result,
-        )
-    }
-
-    async fn act_inner(&self, name: &str, by: Actor) -> Result<Value, ToolError> {
-        let requests = self.record.count_request(by);
-        if let Some(Verdict::Stop(reason)) = policy::request_cap(by, requests, self.claimed.len()) {
-            return Err(ToolError::Stop(reason));
-        }
-        let target = self.resolve(name).await?;
-        let state = self.ctx.runtime.inspect(&target, false).await?;
-        let now = self.ctx.clock.now();
-        let diag = self.diagnose_live(&state, now).await;
-        let healthy_for = state
-            .healthy_for(now, state.has_healthcheck())
-            .to_std()
-            .unwrap_or_default();
-        if diag.action != ActionKind::None
-            && self.ctx.budget.reset_if_stable(&target.name, healthy_for)
-        {
-            tracing::debug!(container = %target.name, healthy_s = healthy_for.as_secs(), "ran healthy for the stable period before failing; fresh restart budget");
-        }
-        let crash_tries = self
-            .ctx
-            .history
-            .count(&target.name, FailureClass::CrashedOnStart, now);
-        let budget = self.ctx.budget.check(&target.name, now);
-        let verdict = policy::check(&policy::Request {
-            actor: by,
-            diagnosis: &diag,
-            level: self.level,
-            claimed: self.claimed.contains(&target.name),
-            already_acted: self.record.has_acted_on(&target.id),
-            requests,
-            replicas: self.claimed.len(),
-            crash_tries,
-            max_crash_tries: self.ctx.history.policy().crash_on_start_tries,
-            budget: budget.clone(),
-        });
-        let (action, wait, attempt) = match verdict {
-            Verdict::Stop(reason) => return Err(ToolError::Stop(reason)),
-            Verdict::Deny { reason, give_up } => {
-                if let Some(why) = give_up {
-                    self.record.give_up(GaveUp {
-                        name: target.name.clone(),
-                        reason: why,
-                        detail: escalation_detail(&diag, why),
-                        count: give_up_count(why, crash_tries, &budget),
-                    });
-                }
-                return Err(ToolError::Denied(reason));
-            }
-            Verdict::Allow {
-                action,
-                wait,
-                attempt,
-            } => (action, wait, attempt),
-        };
-        if !wait.is_zero() {
-            tracing::info!(container = %target.name, wait_ms = wait.as_millis() as u64, "restart backoff");
-            tokio::time::sleep(wait).await;
-        }
-        if self.ctx.dry_run {
-            return Ok(json!({
-                "name": target.name, "class": diag.class, "action": "none",
-                "dry_run": true, "would": action,
-            }));
-        }
-        // The time the action began: a replica that crashes on start may die before Docker even
-        // answers, and its death must still count as after the action.
-        let at = self.ctx.clock.now();
-        let done = match action {
-            ActionKind::Start => self.ctx.runtime.start(&target.id).await,
-            ActionKind::Unpause => self.ctx.runtime.unpause(&target.id).await,
-            ActionKind::Restart => self.restart_running(&target).await,
-            ActionKind::None => unreachable!("the policy never allows no action"),
-        };
-        done?;
-        self.record.confirm(Acted {
-            container: target.clone(),
-            action,
-            class: diag.class,
-            at,
-            by,
-        });
-        self.ctx.budget.record(&self.service, &target.name, at);
-        if let Some(count) = self.ctx.history.record(&target.name, diag.class, at) {
-            self.record.recur(Recurrence {
-                name: target.name.clone(),
-                class: diag.class,
-                count,
-            });
-        }
-        tracing::info!(container = %target.name, action = action.as_str(), class = diag.class.as_str(), attempt, by = by.as_str(), "replica acted on");
-        let mut out = json!({
-            "name": target.name,
-            "action": action,
-            "class": diag.class,
-            "previous_status": diag.status,
-            "exit_code": diag.exit_code,
-            "oom_killed": diag.oom_killed,
-            "attempt": attempt,
-            "budget": self.ctx.budget.policy().max_restarts,
-        });
-        if by == Actor::Llm {
-            out["verification"] = self.wait_serving(&target, at).await;
-        }
-        Ok(out)
-    }
-
-    /// Restarts a running replica, marking the events of the restart as the agent's own until
-    /// the container's new start.
-    async fn restart_running(
-        &self,
-        target: &ContainerRef,
-    ) -> Result<(), crate::runtime::RuntimeError> {
-        self.ctx.own.begin(&target.id, self.ctx.clock.now());
-        let r = self
-            .ctx
-            .runtime
-            .restart(&target.id, RESTART_STOP_TIMEOUT_SECS)
-            .await;
-        let new_start = match &r {
-            Ok(()) => self
-                .ctx
-                .runtime
-                .inspect(target, false)
-                .await
-                .ok()
-                .and_then(|s| s.started_at),
-            Err(_) => None,
-        };
-        self.ctx.own.end(
-            &target.id,
-            new_start.unwrap_or_else(|| self.ctx.clock.now()),
-        );
-        r
-    }
-
-    /// The diagnosis of `state` now, reusing the run's probe of the same life of the replica.
-    async fn diagnose_live(&self, state: &ReplicaState, now: DateTime<Utc>) -> ReplicaDiagnosis {
-        let probe = if state.status == Status::Running {
-            match self
-                .probes
-                .get(&(state.container.id.clone(), state.started_at))
-            {
-                Some(p) => Some(p.clone()),
-                None => diagnosis::probe_replica(&self.ctx, state).await,
-            }
-        } else {
-            None
-        };
-        diagnose(Evidence {
-            state,
-            probe: probe.as_ref(),
-            stop_seen_at: self.ctx.stops.get(&state.container.id),
-            daemon_outage: state
-                .finished_at
-                .is_some_and(|f| self.ctx.outages.covers(f)),
-            logs_tail: Vec::new(),
-            now,
-            stable_after: self.ctx.stable_after,
-        })
-    }
-
-    /// Polls one replica until it serves again, dies again, or the time is up.
-    async fn wait_serving(&self, target: &ContainerRef, acted_at: DateTime<Utc>) -> Value {
-        let deadline = tokio::time::Instant::now() + self.ctx.verify_timeout;
-        loop {
-            let state = match self.ctx.runtime.inspect(target, false).await {
-                Ok(s) => s,
-                Err(e) => return json!({ "serving": false, "error": e.to_string() }),
-            };
-            let summary = |serving: bool| {
-                json!({
-                    "serving": serving,
-                    "status": diagnosis::status_str(state.status),
-                    "health": state.health.map(|h| format!("{h:?}").to_lowercase()),
-                })
-            };
-            if state.is_serving() {
-                return summary(true);
-            }
-            if state.is_exited() && state.finished_at.is_some_and(|f| f >= acted_at) {
-                let mut v = summary(false);
-                v["exit_code"] = json!(state.exit_code);
-                v["note"] = json!("it exited again after the action");
-                return v;
-            }
-            if tokio::time::Instant::now() + POLL > deadline {
-                let mut v = summary(false);
-                v["note"] = json!("not serving yet when the wait ended");
-                return v;
-            }
-            tokio::time::sleep(POLL).await;
-        }
     }
 
     /// `check_webapp_health`: the service through its load balancer, and how many replicas serve.
@@ -400,7 +190,7 @@ impl Toolbox {
         let lines = lines.clamp(1, MAX_LOG_LINES);
         let result = async {
             let target = self.resolve(name).await?;
-            let text = self.ctx.runtime.logs_tail(&target.id, lines).await?;
+            let text = self.ctx.runtime.logs_tail(&target.name, lines).await?;
             Ok(json!({ "name": target.name, "lines": lines, "logs": guard::bounded_tail(&text, MAX_LOG_BYTES) }))
         }
         .await;
@@ -418,8 +208,8 @@ impl Toolbox {
         let result = async {
             let target = self.resolve(name).await?;
             let state = self.ctx.runtime.inspect(&target, true).await?;
-            let diag = self.diagnose_live(&state, self.ctx.clock.now()).await;
-            Ok(json!({ "replica": diag, "in_this_run": self.claimed.contains(&target.name) }))
+            let diag = self.diagnose_live(&state).await;
+            Ok(json!({ "replica": diag, "in_this_run": self.claims(&target.id) }))
         }
         .await;
         self.finish(
@@ -466,54 +256,6 @@ impl Toolbox {
             detail,
         );
         result
-    }
-}
-
-/// How many attempts led to giving up.
-pub fn give_up_count(
-    why: EscalationReason,
-    crash_tries: u32,
-    budget: &crate::budget::BudgetDecision,
-) -> u32 {
-    match (why, budget) {
-        (EscalationReason::CrashOnStart, _) => crash_tries,
-        (_, crate::budget::BudgetDecision::Exhausted { attempts }) => *attempts,
-        _ => 1,
-    }
-}
-
-/// What a human needs to know about a replica the agent gives up on.
-pub fn escalation_detail(d: &ReplicaDiagnosis, why: EscalationReason) -> String {
-    let tail: Vec<&str> = d
-        .logs_tail
-        .iter()
-        .rev()
-        .take(5)
-        .rev()
-        .map(String::as_str)
-        .collect();
-    let logs = if tail.is_empty() {
-        String::new()
-    } else {
-        format!("; last log lines: {}", tail.join(" | "))
-    };
-    let code = d
-        .exit_code
-        .map(|c| format!("exit code {c}, "))
-        .unwrap_or_default();
-    match why {
-        EscalationReason::CrashOnStart => format!(
-            "{} crashes on every start ({code}{}){logs}: fix its configuration or image, then POST /reset?replica={}",
-            d.name, d.reason, d.name
-        ),
-        EscalationReason::BudgetSpent => format!(
-            "{} keeps failing ({code}class {}): its restart budget is spent{logs}",
-            d.name,
-            d.class.as_str()
-        ),
-        EscalationReason::Recurrence | EscalationReason::OutOfScope => {
-            format!("{}: {}{logs}", d.name, d.reason)
-        }
     }
 }
 

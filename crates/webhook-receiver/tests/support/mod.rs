@@ -1,18 +1,24 @@
 //! Shared helpers for the agent's integration tests: real Docker containers labelled as compose
-//! replicas, and the real agent started on port 0.
+//! replicas, and the real agent started on port 0 (over Docker, or over the in-memory runtime).
 #![allow(dead_code)]
 
 use std::process::Command;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::Value;
+use test_support::MemoryRuntime;
+use webhook_receiver::clock::Clock;
 use webhook_receiver::config::{Cli, Secrets};
 use webhook_receiver::engine::Engine;
 use webhook_receiver::secret::Secret;
+use webhook_receiver::startup::Parts;
 use webhook_receiver::Application;
+
+pub mod dockerd;
+pub mod providers;
 
 /// A one-file image holding Debian's static busybox: enough for a replica that sleeps, exits on
 /// demand and has a healthcheck, built locally without any registry.
@@ -95,6 +101,12 @@ pub fn tempdir(tag: &str) -> Result<std::path::PathBuf> {
     Ok(dir)
 }
 
+/// The start of every test project's name (`TEST_PROJECT_PREFIX`, default `ht`): on a daemon
+/// shared by several people, each keeps to their own names.
+fn prefix() -> String {
+    std::env::var("TEST_PROJECT_PREFIX").unwrap_or_else(|_| "ht".to_string())
+}
+
 /// A fake compose project: containers carrying compose labels. Removed on drop.
 pub struct Project {
     pub name: String,
@@ -113,14 +125,14 @@ pub enum Replica {
 impl Project {
     pub fn new(tag: &str) -> Self {
         ensure_image();
-        let name = format!("ht{}{}", tag, std::process::id());
+        let name = format!("{}{}{}", prefix(), tag, std::process::id());
         let p = Project { name, host: None };
         p.cleanup();
         p
     }
 
     pub fn on_host(tag: &str, host: &str) -> Self {
-        let name = format!("ht{}{}", tag, std::process::id());
+        let name = format!("{}{}{}", prefix(), tag, std::process::id());
         Project {
             name,
             host: Some(host.to_string()),
@@ -138,15 +150,28 @@ impl Project {
 
     /// As [`Project::add`], with extra labels (`healstack.action=notify`, ...).
     pub fn add_labelled(&self, service: &str, n: u32, kind: Replica, labels: &[&str]) -> String {
+        self.add_with(service, n, kind, labels, &[])
+    }
+
+    /// As [`Project::add_labelled`], with extra `docker run` arguments (`-p`, ...).
+    pub fn add_with(
+        &self,
+        service: &str,
+        n: u32,
+        kind: Replica,
+        labels: &[&str],
+        run_args: &[&str],
+    ) -> String {
         let name = format!("{}-{service}-{n}", self.name);
         let project_label = format!("com.docker.compose.project={}", self.name);
         let service_label = format!("com.docker.compose.service={service}");
         let number_label = format!("com.docker.compose.container-number={n}");
         let script = match kind {
-            Replica::Healthy => "trap 'exit 0' TERM; while true; do sleep 1; done",
-            Replica::CrashLoop => "sleep 0.3; exit 1",
+            Replica::Healthy => "echo started; trap 'exit 0' TERM; while true; do sleep 1; done",
+            Replica::CrashLoop => "echo started; sleep 0.3; exit 1",
         };
         let mut args: Vec<&str> = vec!["run", "-d"];
+        args.extend(run_args);
         for l in labels {
             args.push("--label");
             args.push(l);
@@ -230,27 +255,15 @@ impl Project {
         }
     }
 
-    /// How many times Docker started `name` since `since`, from the daemon's own events.
+    /// How many times `name` started since `since`: each start of a test replica writes
+    /// `started` to its log. (Not from the daemon's events: it keeps its last 256 only, some
+    /// seconds' worth on a daemon shared with other stacks' healthchecks.)
     pub fn starts_since(&self, name: &str, since: chrono::DateTime<chrono::Utc>) -> usize {
-        let until = chrono::Utc::now().timestamp() + 1;
-        let since = since.format("%s%.9f").to_string();
-        let filter = format!("container={name}");
+        let since = since.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let out = self
-            .docker(&[
-                "events",
-                "--since",
-                &since,
-                "--until",
-                &until.to_string(),
-                "--filter",
-                &filter,
-                "--filter",
-                "event=start",
-                "--format",
-                "{{.Action}}",
-            ])
-            .expect("docker events");
-        out.lines().filter(|l| l.trim() == "start").count()
+            .docker(&["logs", "--since", &since, name])
+            .expect("docker logs");
+        out.lines().filter(|l| l.trim() == "started").count()
     }
 
     pub fn cleanup(&self) {
@@ -272,9 +285,15 @@ impl Drop for Project {
     }
 }
 
+/// The token test agents check unless a test gives its own (every endpoint but health and
+/// metrics needs one).
+pub const TEST_TOKEN: &str = "test-token-5f0c1d";
+
 /// The real agent, serving on 127.0.0.1:<port 0> in this process.
 pub struct Agent {
     pub url: String,
+    /// The bearer token it checks.
+    pub token: String,
     pub engine: Engine,
     pub dir: std::path::PathBuf,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -311,8 +330,21 @@ pub fn openai_key(k: &str) -> Secrets {
 }
 
 /// [`spawn_agent`] with secrets (as the agent reads them from its environment).
-pub async fn spawn_agent_with(project: &str, extra: &[&str], secrets: Secrets) -> Agent {
+pub async fn spawn_agent_with(project: &str, extra: &[&str], mut secrets: Secrets) -> Agent {
+    // RUST_LOG=info shows the agent's log in a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     let dir = tempdir("agent").expect("tempdir");
+    if secrets.webhook_token.is_none() {
+        secrets.webhook_token = Secret::exact(TEST_TOKEN);
+    }
+    let token = secrets
+        .webhook_token
+        .as_ref()
+        .map(|t| t.expose().to_string())
+        .unwrap_or_default();
     let log = dir.join("incidents.jsonl");
     let mut args = vec![
         "webhook-receiver".to_string(),
@@ -351,11 +383,52 @@ pub async fn spawn_agent_with(project: &str, extra: &[&str], secrets: Secrets) -
     }));
     Agent {
         url,
+        token,
         engine,
         dir,
         shutdown: Some(tx),
         task,
     }
+}
+
+/// The real agent over the in-memory runtime `rt` (which also answers its probes), healing
+/// project `p` with no incident log unless `args` (extra `--flag value`s) say otherwise, serving
+/// on 127.0.0.1:<port 0> in this process. Returns its URL and the sender that stops it (dropping
+/// the sender stops it too). No Docker needed.
+pub async fn start_in_memory(
+    rt: Arc<MemoryRuntime>,
+    args: &[&str],
+    secrets: Secrets,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let mut all = vec![
+        "webhook-receiver",
+        "--listen-addr",
+        "127.0.0.1:0",
+        "--heal-project",
+        "p",
+        "--incident-log",
+        "",
+    ];
+    all.extend_from_slice(args);
+    let mut cli = Cli::try_parse_from(all).expect("test flags parse");
+    cli.settings.secrets = secrets;
+    cli.settings.validate().expect("test settings valid");
+    let app = Application::build_with(
+        &cli.settings,
+        Parts {
+            runtime: rt.clone(),
+            prober: Some(rt),
+            clock: Clock::system(),
+        },
+    )
+    .await
+    .expect("agent builds");
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(app.run(async move {
+        let _ = rx.await;
+    }));
+    (url, tx)
 }
 
 impl Agent {
@@ -369,6 +442,7 @@ impl Agent {
     pub async fn post_alert(&self, body: &Value) -> reqwest::Response {
         reqwest::Client::new()
             .post(format!("{}/webhook", self.url))
+            .bearer_auth(&self.token)
             .json(body)
             .send()
             .await
@@ -376,7 +450,10 @@ impl Agent {
     }
 
     pub async fn get_json(&self, path: &str) -> Value {
-        reqwest::get(format!("{}{path}", self.url))
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
             .await
             .expect("get")
             .json()

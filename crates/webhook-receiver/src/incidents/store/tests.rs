@@ -4,9 +4,7 @@ use chrono::Utc;
 
 use super::*;
 
-fn incident(id: &str) -> Incident {
-    Incident::sample(id)
-}
+use crate::incidents::sample_incident as incident;
 
 fn tempdir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -283,4 +281,29 @@ async fn a_full_disk_loses_nothing_and_appends_resume_when_space_returns() {
     drop(store);
     let reopened = IncidentStore::open(Some(path)).await.unwrap();
     assert_eq!(ids(&reopened), expected);
+}
+
+/// A log that cannot be opened at start does not stop the agent: incidents stay in memory, the
+/// fault is reported, and once the path can be written the missed incidents go to disk first.
+#[tokio::test]
+async fn an_unopenable_log_degrades_to_memory_and_catches_up_later() {
+    let dir = tempdir("degrade");
+    let blocker = dir.join("data");
+    std::fs::write(&blocker, "a file where a directory should be").unwrap();
+    let path = blocker.join("incidents.jsonl");
+    let store = IncidentStore::open_or_degrade(Some(path.clone()), LogOptions::default()).await;
+    let fault = store.fault().expect("reported at start");
+    assert!(fault.contains("cannot open incident log"), "{fault}");
+    assert!(store.append(incident("a")).await.is_err());
+    assert!(store.fault().is_some());
+    assert_eq!(ids(&store), ["a"], "kept in memory");
+    assert_eq!(store.write_errors(), 2, "the open and the append");
+
+    std::fs::remove_file(&blocker).unwrap();
+    store.append(incident("b")).await.unwrap();
+    assert_eq!(store.fault(), None, "cleared by a write that succeeds");
+    assert_eq!(file_ids(&path), ["a", "b"], "the missed incident first");
+    store.append(incident("c")).await.unwrap();
+    assert_eq!(file_ids(&path), ["a", "b", "c"]);
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -3,6 +3,7 @@
 //! The key travels in the `x-goog-api-key` header, never in the URL, so it cannot reach access
 //! logs or the error messages reqwest builds from URLs.
 
+pub mod thinking;
 mod wire;
 
 use std::time::Duration;
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 
 use super::types::{ChatModel, LlmError, Message, ModelTurn, Secret};
 use super::ToolSpec;
+pub use thinking::ThinkingLevel;
 
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 
@@ -26,6 +28,8 @@ pub struct GeminiConfig {
     pub base_url: String,
     /// Limit for one HTTP request; the loop's run deadline applies on top.
     pub request_timeout: Duration,
+    /// `GEMINI_THINKING_LEVEL`; sent only to models that take one ([`thinking`]).
+    pub thinking_level: ThinkingLevel,
 }
 
 pub struct Gemini {
@@ -33,6 +37,8 @@ pub struct Gemini {
     api_key: Secret,
     model: String,
     endpoint: String,
+    /// The `generationConfig` of every request (the thinking level), fixed at start.
+    generation_config: Option<serde_json::Value>,
 }
 
 impl Gemini {
@@ -60,11 +66,23 @@ impl Gemini {
             config.base_url.trim_end_matches('/'),
             model
         );
+        let generation_config = thinking::generation_config(&model, config.thinking_level);
+        match (&generation_config, config.thinking_level.wire()) {
+            (Some(_), Some(level)) => {
+                tracing::info!(%model, thinking_level = level, "Gemini thinking level")
+            }
+            (None, Some(level)) => tracing::warn!(
+                %model, thinking_level = level,
+                "GEMINI_THINKING_LEVEL is not sent: only Gemini 3 and later models take a thinking level"
+            ),
+            (_, None) => tracing::info!(%model, "Gemini thinking level: the model's default"),
+        }
         Ok(Gemini {
             http,
             api_key: config.api_key,
             model,
             endpoint,
+            generation_config,
         })
     }
 }
@@ -98,7 +116,9 @@ impl Gemini {
         history: &[Message],
         tools: &[ToolSpec],
     ) -> Result<ModelTurn, LlmError> {
-        let body = serde_json::to_vec(&wire::build_request(system, history, tools))
+        let mut request = wire::build_request(system, history, tools);
+        request.generation_config = self.generation_config.clone();
+        let body = serde_json::to_vec(&request)
             .map_err(|e| LlmError::Decode(format!("encoding the request: {e}")))?;
         // Marked sensitive, so that no Debug output of the request (hyper, reqwest) shows it.
         let mut key =
@@ -155,19 +175,7 @@ impl Gemini {
             LlmError::Timeout
         } else {
             // reqwest's message includes the URL, which holds no key; scrub anyway.
-            LlmError::Transport(self.api_key.scrub(&error_chain(&e)))
+            LlmError::Transport(self.api_key.scrub(&crate::text::error_chain(&e)))
         }
     }
-}
-
-/// An error with its sources ("error sending request: connection refused").
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    super::types::truncate_chars(&text, 500)
 }

@@ -10,8 +10,8 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::llm::types::{
-    clean_provider_message, parse_retry_after, AssistantTurn, LlmError, Message, ModelTurn, Secret,
-    ToolArgs, ToolCall, Usage,
+    clean_provider_message, AssistantTurn, LlmError, Message, ModelTurn, Secret, ToolArgs,
+    ToolCall, Usage,
 };
 use crate::llm::ToolSpec;
 
@@ -23,6 +23,9 @@ pub(crate) struct GenerateContentRequest<'a> {
     pub contents: Vec<ContentOut<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<Value>,
+    /// Only the thinking level ([`super::thinking`]); never the deprecated sampling parameters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation_config: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -75,6 +78,7 @@ pub(crate) fn build_request<'a>(
         } else {
             vec![json!({ "functionDeclarations": declarations })]
         },
+        generation_config: None,
     }
 }
 
@@ -334,7 +338,8 @@ pub(crate) fn parse_error(
     let message = clean_provider_message(&message, Some(key));
     match status {
         429 => LlmError::RateLimited {
-            retry_after: retry_delay.or_else(|| retry_after_header.and_then(parse_retry_after)),
+            retry_after: retry_delay
+                .or_else(|| retry_after_header.and_then(crate::retry_after::parse)),
         },
         500..=599 => LlmError::Server { status, message },
         _ => LlmError::Client { status, message },
@@ -351,8 +356,7 @@ fn retry_info_delay(detail: &Value) -> Option<Duration> {
 
 /// A protobuf JSON duration: `"47s"`, `"0.5s"`, `"1.000340012s"`.
 pub(crate) fn parse_proto_duration(s: &str) -> Option<Duration> {
-    let secs: f64 = s.trim().strip_suffix('s')?.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+    crate::retry_after::from_secs(s.trim().strip_suffix('s')?.parse().ok()?)
 }
 
 #[cfg(test)]

@@ -103,7 +103,7 @@ impl tower::Service<HttpRequestFactory> for StatusAware {
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(crate::llm::types::parse_retry_after);
+                .and_then(crate::retry_after::parse);
             let mut body = Vec::new();
             // A body that breaks off is still a failed response: what arrived is enough.
             while let Ok(Some(chunk)) = response.chunk().await {

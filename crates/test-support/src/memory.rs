@@ -1,7 +1,8 @@
 //! A deterministic in-memory [`ContainerRuntime`] (and [`Prober`]) for engine tests: containers
-//! with scripted behaviour, events on a channel, Docker failures and panics on demand, and every
-//! action the agent took in a log. Time comes from the given [`Clock`], so under
-//! `tokio::time::pause()` a ten-minute window passes in no time.
+//! with scripted behaviour, events on a channel and in a history the "daemon" keeps (and loses
+//! when it restarts), Docker failures, refusals and panics on demand, and every action the agent
+//! took in a log. Time comes from the given [`Clock`], so under `tokio::time::pause()` a
+//! ten-minute window passes in no time.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
@@ -14,13 +15,13 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
-use super::{
+use webhook_receiver::clock::Clock;
+use webhook_receiver::incidents::ProbeRecord;
+use webhook_receiver::probe::Prober;
+use webhook_receiver::runtime::{
     ContainerRef, ContainerRuntime, EventKind, Health, ReplicaState, RuntimeError, RuntimeEvent,
     Status,
 };
-use crate::clock::Clock;
-use crate::incidents::ProbeRecord;
-use crate::probe::Prober;
 
 /// What a container does when it is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,18 +30,27 @@ pub enum Behaviour {
     Serves,
     /// Exits with this code at once, every time.
     CrashOnStart(i64),
+    /// Runs, but its healthcheck never passes (a dependency it needs is missing).
+    NeverHealthy,
 }
 
-/// The runtime operations, for scripted failures and the action log.
+/// The runtime operations, for scripted failures, panics and the action log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
+    Ping,
     List,
     Inspect,
     Start,
     Restart,
+    Stop,
     Unpause,
     Logs,
+    Events,
+    History,
 }
+
+/// Docker keeps this many events (moby's ring buffer).
+const HISTORY: usize = 256;
 
 struct Container {
     r: ContainerRef,
@@ -56,7 +66,17 @@ struct Container {
     behaviour: Behaviour,
     logs: String,
     ip: IpAddr,
+    /// Memory in use right after a start, and what each second of life adds (a leak under load).
+    base_memory: u64,
+    leak_per_sec: u64,
+    /// Goes on serving through SIGTERM: a stop ends only with the kill after its timeout.
+    ignores_sigterm: bool,
 }
+
+/// Every replica's memory limit (compose `mem_limit: 256m`).
+pub const MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
+/// A replica's memory right after a start.
+pub const BASE_MEMORY: u64 = 8 * 1024 * 1024;
 
 struct World {
     containers: Vec<Container>,
@@ -70,6 +90,11 @@ struct World {
     action_delay: Duration,
     /// Starting is refused (403), as a read-only socket proxy would.
     read_only: bool,
+    /// Containers whose start Docker refuses, with its message (a port taken...).
+    refusing: HashMap<String, String>,
+    /// The events the daemon still holds (lost when it restarts).
+    history: VecDeque<RuntimeEvent>,
+    oom_kills: usize,
 }
 
 pub struct MemoryRuntime {
@@ -92,6 +117,9 @@ impl MemoryRuntime {
                 healthy_after: Duration::from_secs(1),
                 action_delay: Duration::ZERO,
                 read_only: false,
+                refusing: HashMap::new(),
+                history: VecDeque::new(),
+                oom_kills: 0,
             }),
             events: Mutex::new(broadcast::channel(1024).0),
         }
@@ -110,7 +138,7 @@ impl MemoryRuntime {
         let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, n_existing as u8 + 2));
         w.containers.push(Container {
             r: ContainerRef {
-                id: format!("{:0>64}", n_existing + 1),
+                id: fake_id(&name, n_existing),
                 name: name.clone(),
                 project: project.to_string(),
                 service: service.to_string(),
@@ -127,8 +155,121 @@ impl MemoryRuntime {
             behaviour: Behaviour::Serves,
             logs: String::new(),
             ip,
+            base_memory: BASE_MEMORY,
+            leak_per_sec: 0,
+            ignores_sigterm: false,
         });
         name
+    }
+
+    /// `name` leaks `bytes_per_sec` from now on (for its whole current life, as if the leak had
+    /// always run at that rate): it is OOM-killed when it reaches [`MEMORY_LIMIT`].
+    pub fn set_leak(&self, name: &str, bytes_per_sec: u64) {
+        self.with(name, |c| c.leak_per_sec = bytes_per_sec);
+    }
+
+    /// `name` ignores SIGTERM: a graceful stop ends with Docker's kill after the stop timeout.
+    pub fn ignore_sigterm(&self, name: &str) {
+        self.with(name, |c| c.ignores_sigterm = true);
+    }
+
+    /// OOM kills of every container so far.
+    pub fn oom_kills(&self) -> usize {
+        self.world().oom_kills
+    }
+
+    /// The kernel's OOM killer, applied lazily: a running container whose leak reached the limit
+    /// died then.
+    fn oom_kill_due(&self) {
+        let now = self.clock.now();
+        let mut died = Vec::new();
+        {
+            let mut w = self.world();
+            for c in w.containers.iter_mut() {
+                if c.status != Status::Running || c.leak_per_sec == 0 {
+                    continue;
+                }
+                let secs =
+                    (MEMORY_LIMIT.saturating_sub(c.base_memory)) as f64 / c.leak_per_sec as f64;
+                let at = c.started_at + chrono::Duration::milliseconds((secs * 1000.0) as i64);
+                if at <= now {
+                    c.status = Status::Exited;
+                    c.exit_code = Some(137);
+                    c.oom = true;
+                    c.frozen = false;
+                    c.finished_at = Some(at);
+                    died.push((c.r.clone(), at));
+                }
+            }
+            w.oom_kills += died.len();
+        }
+        for (r, at) in died {
+            self.emit(EventKind::Oom, &r, None, at);
+            self.emit(EventKind::Die, &r, Some(137), at);
+        }
+    }
+
+    /// A graceful stop: SIGTERM; a replica that drains exits 0 at once (after the action delay),
+    /// one that ignores SIGTERM is killed after `timeout` (exit 137, not an OOM kill).
+    async fn stop_gracefully(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        let name = self.name_of(id)?;
+        self.gate(Op::Stop, &name)?;
+        self.oom_kill_due();
+        let (r, running, ignores) = self.with(&name, |c| {
+            (c.r.clone(), c.status == Status::Running, c.ignores_sigterm)
+        });
+        let now = self.clock.now();
+        self.world().actions.push((Op::Stop, name.clone(), now));
+        if !running {
+            // Docker answers 304.
+            return Ok(());
+        }
+        self.emit(EventKind::Kill { signal: Some(15) }, &r, None, now);
+        let delay = self.world().action_delay;
+        tokio::time::sleep(if ignores { timeout } else { delay }).await;
+        self.oom_kill_due();
+        let code = if ignores { 137 } else { 0 };
+        let now = self.clock.now();
+        let stopped = self.with(&name, |c| {
+            if c.status != Status::Running {
+                return false;
+            }
+            c.status = Status::Exited;
+            c.exit_code = Some(code);
+            c.finished_at = Some(now);
+            true
+        });
+        if stopped {
+            if ignores {
+                self.emit(EventKind::Kill { signal: Some(9) }, &r, None, now);
+            }
+            self.emit(EventKind::Die, &r, Some(code), now);
+            self.emit(EventKind::Stop, &r, None, now);
+        }
+        Ok(())
+    }
+
+    /// The clock the runtime's times come from.
+    pub fn clock(&self) -> Clock {
+        self.clock.clone()
+    }
+
+    /// The container `name` as listed (its id, labels...).
+    pub fn container(&self, name: &str) -> ContainerRef {
+        self.with(name, |c| c.r.clone())
+    }
+
+    /// Someone else starts `name` (`docker start`, compose): not an action of the agent's.
+    pub fn start_outside(&self, name: &str) {
+        let now = self.clock.now();
+        self.with(name, |c| {
+            c.status = Status::Running;
+            c.exit_code = Some(0);
+            c.finished_at = None;
+            c.unhealthy = false;
+            c.oom = false;
+            c.started_at = now;
+        });
     }
 
     fn with<T>(&self, name: &str, f: impl FnOnce(&mut Container) -> T) -> T {
@@ -184,11 +325,54 @@ impl MemoryRuntime {
         self.exit(name, 137, false);
     }
 
-    /// `docker stop`: exit 0, and the stop event.
+    /// `docker stop`: SIGTERM (the kill event), exit 0, and the stop event, as Docker does.
     pub fn stop(&self, name: &str) {
-        self.exit(name, 0, false);
         let r = self.with(name, |c| c.r.clone());
+        self.emit(
+            EventKind::Kill { signal: Some(15) },
+            &r,
+            None,
+            self.clock.now(),
+        );
+        self.exit(name, 0, false);
         self.emit(EventKind::Stop, &r, None, self.clock.now());
+    }
+
+    /// The daemon stops (a host reboot, a Docker upgrade): its API goes first, so nobody sees
+    /// events; every running container exits 0 (the webapp handles SIGTERM); the calls fail
+    /// until [`MemoryRuntime::daemon_back`].
+    pub fn daemon_down(&self) {
+        let now = self.clock.now();
+        {
+            let mut w = self.world();
+            w.unreachable = true;
+            for c in w.containers.iter_mut() {
+                if matches!(c.status, Status::Running | Status::Paused) {
+                    c.status = Status::Exited;
+                    c.exit_code = Some(0);
+                    c.oom = false;
+                    c.frozen = false;
+                    c.finished_at = Some(now);
+                }
+            }
+        }
+        self.end_event_streams();
+    }
+
+    /// A new daemon answers: it holds no events from before.
+    pub fn daemon_back(&self) {
+        let mut w = self.world();
+        w.unreachable = false;
+        w.history.clear();
+    }
+
+    /// Docker refuses to start `name` with `message` (`None`: it starts it again).
+    pub fn refuse_start(&self, name: &str, message: Option<&str>) {
+        let mut w = self.world();
+        match message {
+            Some(m) => w.refusing.insert(name.to_string(), m.to_string()),
+            None => w.refusing.remove(name),
+        };
     }
 
     /// `docker pause`.
@@ -270,7 +454,9 @@ impl MemoryRuntime {
         self.world()
             .actions
             .iter()
-            .filter(|(op, n, _)| n == name && matches!(op, Op::Start | Op::Restart | Op::Unpause))
+            .filter(|(op, n, _)| {
+                n == name && matches!(op, Op::Start | Op::Restart | Op::Unpause | Op::Stop)
+            })
             .count()
     }
 
@@ -291,16 +477,24 @@ impl MemoryRuntime {
     }
 
     fn emit(&self, kind: EventKind, r: &ContainerRef, exit_code: Option<i64>, time: DateTime<Utc>) {
+        let ev = RuntimeEvent {
+            kind,
+            container: r.clone(),
+            exit_code,
+            time,
+        };
+        {
+            let mut w = self.world();
+            if w.history.len() >= HISTORY {
+                w.history.pop_front();
+            }
+            w.history.push_back(ev.clone());
+        }
         let _ = self
             .events
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send(RuntimeEvent {
-                kind,
-                container: r.clone(),
-                exit_code,
-                time,
-            });
+            .send(ev);
     }
 
     /// Checks reachability, scripted failures and panics for `op` on `name`.
@@ -329,6 +523,11 @@ impl MemoryRuntime {
     async fn act(&self, op: Op, id: &str) -> Result<(), RuntimeError> {
         let name = self.name_of(id)?;
         self.gate(op, &name)?;
+        if op == Op::Start {
+            if let Some(m) = self.world().refusing.get(&name).cloned() {
+                return Err(RuntimeError::Api(format!("HTTP 500: {m}")));
+            }
+        }
         let delay = self.world().action_delay;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -342,7 +541,7 @@ impl MemoryRuntime {
             let c = w
                 .containers
                 .iter_mut()
-                .find(|c| c.r.id == id)
+                .find(|c| c.r.id == id || c.r.name == id)
                 .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
             match op {
                 Op::Unpause => {
@@ -355,7 +554,7 @@ impl MemoryRuntime {
                     return Ok(());
                 }
                 Op::Restart if matches!(c.status, Status::Running | Status::Paused) => {
-                    died = Some((c.r.clone(), 143));
+                    died = Some((c.r.clone(), 0));
                 }
                 // Docker answers 304.
                 Op::Start if c.status == Status::Running => return Ok(()),
@@ -372,7 +571,7 @@ impl MemoryRuntime {
             c.frozen = false;
             c.oom = false;
             match c.behaviour {
-                Behaviour::Serves => {
+                Behaviour::Serves | Behaviour::NeverHealthy => {
                     c.status = Status::Running;
                     c.exit_code = Some(0);
                     c.finished_at = None;
@@ -386,7 +585,10 @@ impl MemoryRuntime {
             }
         }
         if let Some((r, code)) = died {
+            // As Docker's restart: SIGTERM, the death, the stop, the new start.
+            self.emit(EventKind::Kill { signal: Some(15) }, &r, None, now);
             self.emit(EventKind::Die, &r, Some(code), now);
+            self.emit(EventKind::Stop, &r, None, now);
         }
         if let Some((r, code)) = crashed {
             self.emit(EventKind::Die, &r, Some(code), now);
@@ -394,20 +596,37 @@ impl MemoryRuntime {
         Ok(())
     }
 
+    /// The name of the container `id` names (its id or, as the agent addresses it, its name).
     fn name_of(&self, id: &str) -> Result<String, RuntimeError> {
         self.world()
             .containers
             .iter()
-            .find(|c| c.r.id == id)
+            .find(|c| c.r.id == id || c.r.name == id)
             .map(|c| c.r.name.clone())
             .ok_or_else(|| RuntimeError::NotFound(id.to_string()))
     }
 }
 
+/// A 64-hex-digit id, different for every container, as Docker's are.
+fn fake_id(name: &str, n: usize) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (name, n).hash(&mut h);
+    let a = h.finish();
+    format!(
+        "{a:016x}{:016x}{:016x}{:016x}",
+        a.rotate_left(16),
+        a.rotate_left(32),
+        a.rotate_left(48)
+    )
+}
+
 fn health_of(c: &Container, now: DateTime<Utc>, healthy_after: Duration) -> Health {
-    if c.unhealthy || c.status == Status::Paused {
+    let up = now - c.started_at >= chrono::Duration::from_std(healthy_after).unwrap_or_default();
+    let never = up && c.behaviour == Behaviour::NeverHealthy;
+    if c.unhealthy || c.status == Status::Paused || never {
         Health::Unhealthy
-    } else if now - c.started_at >= chrono::Duration::from_std(healthy_after).unwrap_or_default() {
+    } else if up {
         Health::Healthy
     } else {
         Health::Starting
@@ -417,11 +636,12 @@ fn health_of(c: &Container, now: DateTime<Utc>, healthy_after: Duration) -> Heal
 #[async_trait]
 impl ContainerRuntime for MemoryRuntime {
     async fn ping(&self) -> Result<(), RuntimeError> {
-        self.gate(Op::List, "")
+        self.gate(Op::Ping, "")
     }
 
     async fn list(&self, project: &str, service: &str) -> Result<Vec<ContainerRef>, RuntimeError> {
         self.gate(Op::List, service)?;
+        self.oom_kill_due();
         let mut out: Vec<ContainerRef> = self
             .world()
             .containers
@@ -436,9 +656,10 @@ impl ContainerRuntime for MemoryRuntime {
     async fn inspect(
         &self,
         container: &ContainerRef,
-        _with_stats: bool,
+        with_stats: bool,
     ) -> Result<ReplicaState, RuntimeError> {
         self.gate(Op::Inspect, &container.name)?;
+        self.oom_kill_due();
         let now = self.clock.now();
         let w = self.world();
         let c = w
@@ -450,6 +671,7 @@ impl ContainerRuntime for MemoryRuntime {
         let healthy_at =
             c.started_at + chrono::Duration::from_std(w.healthy_after).unwrap_or_default();
         let healthy_since = match c.status {
+            _ if c.behaviour == Behaviour::NeverHealthy => None,
             Status::Running | Status::Paused if healthy_at <= now => Some(healthy_at),
             Status::Exited if c.finished_at.is_some_and(|f| healthy_at <= f) => Some(healthy_at),
             _ => None,
@@ -465,8 +687,11 @@ impl ContainerRuntime for MemoryRuntime {
             health_log: Vec::new(),
             started_at: Some(c.started_at),
             finished_at: c.finished_at,
-            memory_limit: Some(256 * 1024 * 1024),
-            memory_usage: None,
+            memory_limit: Some(MEMORY_LIMIT),
+            memory_usage: (with_stats && c.status == Status::Running).then(|| {
+                let secs = (now - c.started_at).num_milliseconds().max(0) as f64 / 1000.0;
+                (c.base_memory + (c.leak_per_sec as f64 * secs) as u64).min(MEMORY_LIMIT)
+            }),
             ip: Some(c.ip),
         })
     }
@@ -477,6 +702,15 @@ impl ContainerRuntime for MemoryRuntime {
 
     async fn restart(&self, id: &str, _timeout_secs: u32) -> Result<(), RuntimeError> {
         self.act(Op::Restart, id).await
+    }
+
+    async fn memory(&self, container: &ContainerRef) -> Result<Option<u64>, RuntimeError> {
+        Ok(self.inspect(container, true).await?.memory_usage)
+    }
+
+    async fn stop(&self, name: &str, timeout_secs: u32) -> Result<(), RuntimeError> {
+        self.stop_gracefully(name, Duration::from_secs(timeout_secs.into()))
+            .await
     }
 
     async fn unpause(&self, id: &str) -> Result<(), RuntimeError> {
@@ -491,7 +725,7 @@ impl ContainerRuntime for MemoryRuntime {
         Ok(all[all.len().saturating_sub(lines)..].join("\n"))
     }
 
-    async fn can_act(&self) -> Result<bool, RuntimeError> {
+    async fn can_act(&self, _project: &str, _service: &str) -> Result<bool, RuntimeError> {
         self.gate(Op::Start, "")?;
         Ok(!self.world().read_only)
     }
@@ -509,7 +743,7 @@ impl ContainerRuntime for MemoryRuntime {
         &self,
         project: &str,
     ) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {
-        self.gate(Op::List, "")?;
+        self.gate(Op::Events, "")?;
         let rx = self
             .events
             .lock()
@@ -528,6 +762,22 @@ impl ContainerRuntime for MemoryRuntime {
         .filter(move |ev| std::future::ready(ev.container.project == project))
         .map(Ok)
         .boxed())
+    }
+
+    async fn history(
+        &self,
+        project: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<RuntimeEvent>, RuntimeError> {
+        self.gate(Op::History, "")?;
+        Ok(self
+            .world()
+            .history
+            .iter()
+            .filter(|e| e.container.project == project && e.time >= since && e.time <= until)
+            .cloned()
+            .collect())
     }
 }
 
