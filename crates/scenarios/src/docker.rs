@@ -26,6 +26,10 @@ pub enum OpKind {
     Signal,
     Stop,
     Start,
+    /// `docker restart`: stop (kill, die, stop) and start.
+    Restart,
+    /// `docker update` (a restart policy).
+    Update,
     Pause,
     Unpause,
     /// `docker run -d`: create and start.
@@ -43,6 +47,8 @@ impl OpKind {
             OpKind::Signal => action == "kill",
             OpKind::Stop => matches!(action, "kill" | "die" | "stop"),
             OpKind::Start => action == "start",
+            OpKind::Restart => matches!(action, "kill" | "die" | "stop" | "start" | "restart"),
+            OpKind::Update => action == "update",
             OpKind::Pause => action == "pause",
             OpKind::Unpause => action == "unpause",
             OpKind::Run => matches!(action, "create" | "start"),
@@ -99,7 +105,20 @@ impl Docker {
 
     /// Runs `docker ARGS`; stdout on success, an error with stderr otherwise.
     pub async fn cli(&self, args: &[&str]) -> Result<String> {
-        let out = tokio::process::Command::new("docker")
+        self.cli_env(args, &[]).await
+    }
+
+    /// [`Docker::cli`] with `env` set (`None`: removed) for the command (compose reads
+    /// variables from it).
+    async fn cli_env(&self, args: &[&str], env: &[(&str, Option<&str>)]) -> Result<String> {
+        let mut cmd = tokio::process::Command::new("docker");
+        for (k, v) in env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let out = cmd
             .args(args)
             .current_dir(&self.repo_root)
             .output()
@@ -122,8 +141,20 @@ impl Docker {
         project: Option<&str>,
         args: &[&str],
     ) -> Result<String> {
+        self.recorded_env(kind, containers, project, args, &[])
+            .await
+    }
+
+    async fn recorded_env(
+        &self,
+        kind: OpKind,
+        containers: &[String],
+        project: Option<&str>,
+        args: &[&str],
+        env: &[(&str, Option<&str>)],
+    ) -> Result<String> {
         let start = now();
-        let result = self.cli(args).await;
+        let result = self.cli_env(args, env).await;
         self.ops.lock().expect("ops lock").push(Op {
             kind,
             what: format!("docker {}", args.join(" ")),
@@ -136,10 +167,71 @@ impl Docker {
         result
     }
 
+    /// Records a change the harness made without the `docker` CLI (a daemon restart).
+    pub fn record(&self, op: Op) {
+        self.ops.lock().expect("ops lock").push(op);
+    }
+
     pub async fn kill(&self, names: &[String]) -> Result<()> {
         let mut args = vec!["kill"];
         args.extend(names.iter().map(String::as_str));
         self.recorded(OpKind::Kill, names, None, &args).await?;
+        Ok(())
+    }
+
+    /// SIGKILL to the container's main process by its host pid, as an outside hand (the kernel,
+    /// a script, another tool) would: Docker sees a death with exit 137 and no `kill` event, and
+    /// does not mark the container as stopped by hand (as `docker kill` does). Needs the right to
+    /// signal the process (root); otherwise falls back to `docker kill`. Says which it used.
+    pub async fn kill_by_pid(&self, name: &str) -> Result<String> {
+        let pid = self
+            .cli(&["inspect", "-f", "{{.State.Pid}}", name])
+            .await?
+            .trim()
+            .to_string();
+        if pid.is_empty() || pid == "0" {
+            bail!("{name} is not running (pid {pid:?})");
+        }
+        let names = [name.to_string()];
+        let start = now();
+        let out = tokio::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .output()
+            .await
+            .context("running kill")?;
+        self.record(Op {
+            kind: OpKind::Kill,
+            what: format!("kill -KILL {pid} ({name})"),
+            containers: names.to_vec(),
+            project: None,
+            start,
+            end: now(),
+            ok: out.status.success(),
+        });
+        if out.status.success() {
+            return Ok(format!("kill -KILL {pid}"));
+        }
+        self.kill(&names).await?;
+        Ok(format!(
+            "docker kill (kill -KILL {pid} failed: {})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+
+    /// `docker restart -t T`: a fresh process (leaked memory gone, Docker's restart backoff reset).
+    pub async fn restart(&self, names: &[String], timeout_secs: u32) -> Result<()> {
+        let t = timeout_secs.to_string();
+        let mut args = vec!["restart", "-t", t.as_str()];
+        args.extend(names.iter().map(String::as_str));
+        self.recorded(OpKind::Restart, names, None, &args).await?;
+        Ok(())
+    }
+
+    /// `docker update --restart POLICY`.
+    pub async fn set_restart_policy(&self, names: &[String], policy: &str) -> Result<()> {
+        let mut args = vec!["update", "--restart", policy];
+        args.extend(names.iter().map(String::as_str));
+        self.recorded(OpKind::Update, names, None, &args).await?;
         Ok(())
     }
 
@@ -215,13 +307,24 @@ impl Docker {
     /// `docker compose -p PROJECT ARGS` in the repository, with the compose files and variables
     /// of the environment (the script sets COMPOSE_FILE and the images).
     pub async fn compose(&self, project: &str, args: &[&str]) -> Result<String> {
+        self.compose_env(project, args, &[]).await
+    }
+
+    /// [`Docker::compose`] with variables of its own on top of the environment's (`None`:
+    /// left unset), which a service's `environment:` passes through.
+    pub async fn compose_env(
+        &self,
+        project: &str,
+        args: &[&str],
+        env: &[(&str, Option<&str>)],
+    ) -> Result<String> {
         let mut all = vec!["compose"];
         if let Some(f) = &self.compose_env_file {
             all.extend(["--env-file", f.as_str()]);
         }
         all.extend(["-p", project]);
         all.extend_from_slice(args);
-        self.recorded(OpKind::Compose, &[], Some(project), &all)
+        self.recorded_env(OpKind::Compose, &[], Some(project), &all, env)
             .await
     }
 

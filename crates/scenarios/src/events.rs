@@ -69,13 +69,37 @@ pub fn parse_line(line: &str) -> Option<Event> {
 /// Follows `docker events` for the given projects in the background.
 pub struct Recorder {
     events: Arc<Mutex<Vec<Event>>>,
-    child: tokio::process::Child,
+    projects: Arc<Vec<String>>,
+    raw: Arc<Mutex<std::fs::File>>,
+    /// One `docker events` per connection: the stream ends when the daemon stops, and a
+    /// restarted daemon has a new one ([`Recorder::resume`]).
+    children: Mutex<Vec<tokio::process::Child>>,
 }
 
 impl Recorder {
     /// Starts following from `since` (seconds since the epoch; the daemon replays what happened
     /// since then, so nothing is missed while the stream connects). Raw lines go to `raw_log`.
     pub async fn start(projects: Vec<String>, since: f64, raw_log: &Path) -> Result<Recorder> {
+        let raw = std::fs::File::create(raw_log)
+            .with_context(|| format!("creating {}", raw_log.display()))?;
+        let r = Recorder {
+            events: Arc::default(),
+            projects: Arc::new(projects),
+            raw: Arc::new(Mutex::new(raw)),
+            children: Mutex::default(),
+        };
+        r.follow(since)?;
+        Ok(r)
+    }
+
+    /// Follows the stream again from `since`, after the daemon restarted (the old stream ended
+    /// with it; the new daemon replays only what it saw itself). Events already recorded are
+    /// not recorded twice.
+    pub fn resume(&self, since: f64) -> Result<()> {
+        self.follow(since)
+    }
+
+    fn follow(&self, since: f64) -> Result<()> {
         let mut child = tokio::process::Command::new("docker")
             .args([
                 "events",
@@ -91,22 +115,25 @@ impl Recorder {
             .spawn()
             .context("starting docker events")?;
         let stdout = child.stdout.take().context("docker events stdout")?;
-        let events: Arc<Mutex<Vec<Event>>> = Arc::default();
-        let sink = events.clone();
-        let mut raw = std::fs::File::create(raw_log)
-            .with_context(|| format!("creating {}", raw_log.display()))?;
+        let sink = self.events.clone();
+        let projects = self.projects.clone();
+        let raw = self.raw.clone();
         tokio::spawn(async move {
             let mut lines = tokio::io::BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(e) = parse_line(&line) {
                     if projects.contains(&e.project) {
-                        let _ = writeln!(raw, "{line}");
-                        sink.lock().expect("events lock").push(e);
+                        let mut events = sink.lock().expect("events lock");
+                        if !events.contains(&e) {
+                            let _ = writeln!(raw.lock().expect("raw log lock"), "{line}");
+                            events.push(e);
+                        }
                     }
                 }
             }
         });
-        Ok(Recorder { events, child })
+        self.children.lock().expect("children lock").push(child);
+        Ok(())
     }
 
     /// Events at or after `from`, oldest first.
@@ -123,8 +150,11 @@ impl Recorder {
         v
     }
 
-    pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
+    pub async fn stop(self) {
+        let children = std::mem::take(&mut *self.children.lock().expect("children lock"));
+        for mut c in children {
+            let _ = c.kill().await;
+        }
     }
 }
 

@@ -26,8 +26,21 @@ enum Command {
     Run(Box<RunArgs>),
     /// Aggregates DIR/*/cases.json into DIR/summary.json and DIR/summary.md; prints the table.
     Report { dir: PathBuf },
-    /// Lists the cases (and which are in the short form).
-    List,
+    /// Lists the cases (and which are in the short form); with --mode, the cases that mode
+    /// would run (one `scenario/case` a line), and on stderr why any was left out.
+    List(ListArgs),
+}
+
+#[derive(clap::Args)]
+struct ListArgs {
+    #[arg(long)]
+    mode: Option<String>,
+    #[arg(long, default_value = "")]
+    only: String,
+    #[arg(long)]
+    short: bool,
+    #[arg(long, env = "SCENARIOS_DAEMON_RESTART", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    allow_daemon_restart: bool,
 }
 
 #[derive(clap::Args)]
@@ -44,6 +57,10 @@ struct RunArgs {
     /// Only the cases of the short form (the test command's step).
     #[arg(long)]
     short: bool,
+    /// The Docker daemon is this test's to restart (the daemon_restart cases stop and start
+    /// it, stopping every container on the machine). Without it those cases are left out.
+    #[arg(long, env = "SCENARIOS_DAEMON_RESTART", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    allow_daemon_restart: bool,
     #[arg(long)]
     project: String,
     #[arg(long)]
@@ -85,6 +102,18 @@ struct RunArgs {
     /// Ceiling on the agent's RSS in the fault runs, MiB.
     #[arg(long, default_value_t = 64)]
     rss_limit_mib: u64,
+    /// The stack's Locust UI (the sustained load).
+    #[arg(long)]
+    locust_url: String,
+    /// Seconds of load per leg of the sustained-load cases.
+    #[arg(long, env = "SCENARIOS_LOAD_SECS", default_value_t = 180)]
+    load_secs: u64,
+    /// Locust's spawn rate (users per second), as in the README's walkthrough.
+    #[arg(long, default_value_t = 10)]
+    load_spawn_rate: u32,
+    /// Which leg of a sustained-load case runs first: agent or policy.
+    #[arg(long, env = "SCENARIOS_LOAD_FIRST", default_value = "agent", value_parser = ["agent", "policy"])]
+    load_first: String,
 }
 
 #[tokio::main]
@@ -101,13 +130,29 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<bool> {
     match Cli::parse().command {
-        Command::List => {
+        Command::List(l) => {
+            if let Some(mode) = &l.mode {
+                let sel = suite::select(&l.only, l.short, mode, l.allow_daemon_restart)?;
+                for c in &sel.cases {
+                    println!("{}/{}", c.scenario, c.case);
+                }
+                for why in &sel.left_out {
+                    eprintln!("{mode} mode: {why}");
+                }
+                return Ok(true);
+            }
             for c in suite::CASES {
                 println!(
-                    "{:<36} short: {:<12} {}",
+                    "{:<40} modes: {:<12} short: {:<12} {}{}",
                     format!("{}/{}", c.scenario, c.case),
+                    c.modes.join(","),
                     c.short.join(","),
-                    c.about
+                    c.about,
+                    if c.restarts_daemon {
+                        " [restarts the Docker daemon: needs --allow-daemon-restart]"
+                    } else {
+                        ""
+                    }
                 );
             }
             Ok(true)
@@ -118,8 +163,22 @@ async fn run() -> Result<bool> {
 }
 
 async fn run_cases(a: RunArgs) -> Result<bool> {
-    let cases = suite::select(&a.only, a.short, &a.mode)?;
+    let sel = suite::select(&a.only, a.short, &a.mode, a.allow_daemon_restart)?;
+    for why in &sel.left_out {
+        say(format!("NOTE: {why}"));
+    }
+    std::fs::create_dir_all(&a.out)?;
+    std::fs::write(
+        a.out.join("left-out.json"),
+        serde_json::to_string_pretty(&sel.left_out)?,
+    )?;
+    let cases = sel.cases;
     anyhow::ensure!(!cases.is_empty(), "no case selected");
+    if cases.iter().any(|c| c.restarts_daemon) {
+        if let Some(why) = scenarios::dockerd::refuse_reason() {
+            anyhow::bail!("the daemon_restart cases cannot run here: {why}");
+        }
+    }
     let repo_root = std::fs::canonicalize(&a.repo_root).context("repo root")?;
     let webapp_bin = repo_root.join(&a.webapp_bin);
     anyhow::ensure!(
@@ -147,6 +206,10 @@ async fn run_cases(a: RunArgs) -> Result<bool> {
         crash_on_start_tries: a.crash_on_start_tries,
         escalate_after: a.escalate_after,
         rss_limit_bytes: a.rss_limit_mib as f64 * 1048576.0,
+        locust_url: a.locust_url,
+        load_secs: a.load_secs,
+        load_spawn_rate: a.load_spawn_rate,
+        load_first: a.load_first,
     };
     let stack = Stack::new(cfg).await?;
     say(format!(
@@ -184,11 +247,14 @@ async fn run_cases(a: RunArgs) -> Result<bool> {
     )?;
     stack.events.stop().await;
     println!("{}", report::text(&report::rows(&results)));
+    print!("{}", report::load_text(&results));
+    print!("{}", report::preventive_text(&results));
     Ok(results.iter().all(|r| r.verdict == "correct"))
 }
 
 fn report_dir(dir: &std::path::Path) -> Result<bool> {
     let mut results: Vec<CaseResult> = Vec::new();
+    let mut left_out: Vec<String> = Vec::new();
     let mut runs: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path().join("cases.json")))
@@ -215,6 +281,11 @@ fn report_dir(dir: &std::path::Path) -> Result<bool> {
         let mut r: Vec<CaseResult> =
             serde_json::from_str(&text).with_context(|| format!("{}", p.display()))?;
         results.append(&mut r);
+        let lo = p.with_file_name("left-out.json");
+        if let Ok(text) = std::fs::read_to_string(&lo) {
+            let mut l: Vec<String> = serde_json::from_str(&text).unwrap_or_default();
+            left_out.append(&mut l);
+        }
     }
     anyhow::ensure!(
         !results.is_empty(),
@@ -222,11 +293,30 @@ fn report_dir(dir: &std::path::Path) -> Result<bool> {
         dir.display()
     );
     let rows = report::rows(&results);
-    let md = report::markdown(&rows);
+    let mut md = report::markdown(&rows);
+    let load_md = report::load_markdown(&results);
+    if !load_md.is_empty() {
+        md.push_str("\nSustained load, the agent against Docker's restart policy (same stack, one leg after the other):\n\n");
+        md.push_str(&load_md);
+    }
+    let preventive_md = report::preventive_markdown(&results);
+    if !preventive_md.is_empty() {
+        md.push_str("\nPreventive recycling under load (PREVENTIVE_RECYCLE=on; users20 beside Docker's restart policy):\n\n");
+        md.push_str(&preventive_md);
+    }
+    for why in &left_out {
+        md.push_str(&format!("\nNot run: {why}\n"));
+    }
+    let load: Vec<serde_json::Value> = report::load_rows(&results)
+        .iter()
+        .map(|r| serde_json::json!({"mode": r.mode, "case": r.case, "verdict": r.verdict, "load_secs": r.load_secs, "leg": r.leg}))
+        .collect();
     let summary = serde_json::json!({
         "generated_at": chrono::Utc::now().to_rfc3339(),
         "rows": rows,
+        "load": load,
         "cases": results,
+        "left_out": left_out,
         "all_correct": results.iter().all(|r| r.verdict == "correct"),
     });
     std::fs::write(
@@ -235,8 +325,11 @@ fn report_dir(dir: &std::path::Path) -> Result<bool> {
     )?;
     std::fs::write(dir.join("summary.md"), &md)?;
     println!("{}", report::text(&rows));
-    print!("{}", report::failures(&results));
+    print!("{}", report::load_text(&results));
+    print!("{}", report::preventive_text(&results));
     println!("\nMarkdown (for the README):\n\n{md}");
     println!("summary: {}", dir.join("summary.json").display());
+    // Last, so that the end of the output (all a CI log may keep) names what went wrong.
+    print!("{}", report::failures(&results));
     Ok(true)
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::load::Leg;
 use crate::percentile;
 use crate::runner::CaseResult;
 
@@ -205,6 +206,270 @@ pub fn text(rows: &[Row]) -> String {
     for c in &table {
         s.push_str(&line(c));
         s.push('\n');
+    }
+    s
+}
+
+/// The legs of the sustained-load cases (agent and restart policy side by side), with the
+/// case's mode, users, seconds and verdict.
+pub struct LoadRow {
+    pub mode: String,
+    pub case: String,
+    pub verdict: String,
+    pub load_secs: u64,
+    pub leg: Leg,
+}
+
+pub fn load_rows(results: &[CaseResult]) -> Vec<LoadRow> {
+    let mut out = Vec::new();
+    for r in results.iter().filter(|r| r.scenario == "sustained_load") {
+        let legs: Vec<Leg> = r
+            .figures
+            .get("legs")
+            .and_then(|l| serde_json::from_value(l.clone()).ok())
+            .unwrap_or_default();
+        let secs = r
+            .figures
+            .get("load_secs")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        // The agent first, then the restart policy, whatever order they ran in.
+        let mut legs = legs;
+        legs.sort_by_key(|l| l.healer != crate::load::Healer::Agent);
+        for leg in legs {
+            out.push(LoadRow {
+                mode: r.mode.clone(),
+                case: r.case.clone(),
+                verdict: r.verdict.clone(),
+                load_secs: secs,
+                leg,
+            });
+        }
+    }
+    out
+}
+
+const LOAD_HEADERS: [&str; 10] = [
+    "load",
+    "healed by",
+    "requests served (2xx)",
+    "seconds with no replica serving",
+    "load end to 3/3 healthy",
+    "deaths (OOM kills)",
+    "restarts: agent / Docker",
+    "agent incidents",
+    "/healthz after",
+    "verdict",
+];
+
+fn load_cells(r: &LoadRow) -> [String; 10] {
+    let l = &r.leg;
+    [
+        format!("{} users, {} s", l.users, r.load_secs),
+        l.healer.label().to_string(),
+        match l.served_pct {
+            Some(p) => format!("{p:.1} % of {:.0}", l.requests),
+            None => "-".into(),
+        },
+        format!("{:.0} of {:.0}", l.no_replica_s, l.load_s),
+        match l.healthy_after_s {
+            Some(t) => format!("{t:.1} s"),
+            None => format!("{}/3 after {:.0} s", l.healthy_at_end, l.recovery_waited_s),
+        },
+        format!("{} ({})", l.deaths, l.oom_kills),
+        format!("{} / {}", l.starts_by_agent, l.starts_by_docker),
+        if l.incidents.is_empty() {
+            "-".into()
+        } else {
+            l.incidents
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        l.healthz_status.clone().unwrap_or_else(|| "-".into()),
+        if l.healer == crate::load::Healer::Agent {
+            r.verdict.clone()
+        } else {
+            String::new()
+        },
+    ]
+}
+
+/// The side-by-side table, as text (empty without sustained-load cases).
+pub fn load_text(results: &[CaseResult]) -> String {
+    let rows = load_rows(results);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let table: Vec<[String; 10]> = rows.iter().map(load_cells).collect();
+    let mut widths: Vec<usize> = LOAD_HEADERS.iter().map(|h| h.len()).collect();
+    for c in &table {
+        for (i, cell) in c.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |c: &[String]| {
+        c.iter()
+            .enumerate()
+            .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut s = String::from("sustained load: the agent against Docker's restart policy\n");
+    s.push_str(&line(&LOAD_HEADERS.map(String::from)));
+    s.push('\n');
+    for c in &table {
+        s.push_str(&line(c));
+        s.push('\n');
+    }
+    s
+}
+
+/// The side-by-side table, as Markdown (empty without sustained-load cases).
+pub fn load_markdown(results: &[CaseResult]) -> String {
+    let rows = load_rows(results);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = format!("| {} |\n", LOAD_HEADERS.join(" | "));
+    s.push_str(&format!(
+        "|{}\n",
+        LOAD_HEADERS
+            .iter()
+            .enumerate()
+            .map(|(i, _)| if i < 2 { "---|" } else { "---:|" })
+            .collect::<String>()
+    ));
+    for r in &rows {
+        s.push_str(&format!("| {} |\n", load_cells(r).join(" | ")));
+    }
+    s
+}
+
+const PREVENTIVE_HEADERS: [&str; 9] = [
+    "case",
+    "healed by",
+    "load",
+    "requests",
+    "failed",
+    "served",
+    "OOM kills",
+    "recycles (drained / SIGKILL at the stop timeout / OOM kill during it)",
+    "verdict",
+];
+
+/// The legs of the preventive cases, one row each: the figures the issue asks for (requests,
+/// failed, OOM kills, recycles, served), and the `recycle_behind` escalations under the table.
+fn preventive_rows(results: &[CaseResult]) -> (Vec<[String; 9]>, Vec<String>) {
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for r in results.iter().filter(|r| r.scenario == "preventive") {
+        let legs: Vec<Leg> = r
+            .figures
+            .get("legs")
+            .and_then(|l| serde_json::from_value(l.clone()).ok())
+            .unwrap_or_default();
+        if legs.is_empty() {
+            rows.push([
+                r.case.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                r.verdict.clone(),
+            ]);
+        }
+        for (k, l) in legs.iter().enumerate() {
+            let preventive = l.healer == crate::load::Healer::Preventive;
+            rows.push([
+                r.case.clone(),
+                l.healer.label().to_string(),
+                format!("{} users, {:.0} s", l.users, l.load_s),
+                format!("{:.0}", l.requests),
+                format!("{:.0}", l.failed),
+                l.served_pct
+                    .map(|p| format!("{p:.2} %"))
+                    .unwrap_or_else(|| "-".into()),
+                l.oom_kills.to_string(),
+                if preventive {
+                    format!(
+                        "{} ({} / {} / {})",
+                        l.recycles, l.recycles_drained, l.recycles_killed, l.recycles_oom
+                    )
+                } else {
+                    "-".into()
+                },
+                if k == 0 {
+                    r.verdict.clone()
+                } else {
+                    String::new()
+                },
+            ]);
+            for b in &l.behind {
+                notes.push(format!("{}: recycle_behind: {b}", r.case));
+            }
+        }
+    }
+    (rows, notes)
+}
+
+/// The preventive cases as text (empty without them).
+pub fn preventive_text(results: &[CaseResult]) -> String {
+    let (rows, notes) = preventive_rows(results);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut widths: Vec<usize> = PREVENTIVE_HEADERS.iter().map(|h| h.len()).collect();
+    for c in &rows {
+        for (i, cell) in c.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |c: &[String]| {
+        c.iter()
+            .enumerate()
+            .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut s = String::from("preventive recycling under load\n");
+    s.push_str(&line(&PREVENTIVE_HEADERS.map(String::from)));
+    s.push('\n');
+    for c in &rows {
+        s.push_str(&line(c));
+        s.push('\n');
+    }
+    for n in &notes {
+        s.push_str(n);
+        s.push('\n');
+    }
+    s
+}
+
+/// The preventive cases as Markdown (empty without them).
+pub fn preventive_markdown(results: &[CaseResult]) -> String {
+    let (rows, notes) = preventive_rows(results);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = format!("| {} |\n", PREVENTIVE_HEADERS.join(" | "));
+    s.push_str(&format!(
+        "|{}\n",
+        PREVENTIVE_HEADERS
+            .iter()
+            .enumerate()
+            .map(|(i, _)| if i < 3 { "---|" } else { "---:|" })
+            .collect::<String>()
+    ));
+    for r in &rows {
+        s.push_str(&format!("| {} |\n", r.join(" | ")));
+    }
+    for n in &notes {
+        s.push_str(&format!("\n{n}\n"));
     }
     s
 }

@@ -40,6 +40,9 @@ pub struct Injected {
     pub agent_checks: bool,
     /// Figures particular to the case (flood statistics, ...).
     pub figures: serde_json::Map<String, Value>,
+    /// Count the agent's `POST /start` calls for this container in the socket proxy's log
+    /// (a start Docker refuses leaves no container event).
+    pub start_calls_of: Option<String>,
 }
 
 impl Injected {
@@ -59,6 +62,7 @@ impl Injected {
             min_webhooks: None,
             agent_checks: false,
             figures: serde_json::Map::new(),
+            start_calls_of: None,
         }
     }
 }
@@ -108,7 +112,7 @@ pub struct CaseResult {
 }
 
 impl CaseResult {
-    fn error(stack: &Stack, def: &CaseDef, started: f64, error: String) -> CaseResult {
+    pub(crate) fn error(stack: &Stack, def: &CaseDef, started: f64, error: String) -> CaseResult {
         say(format!("!! {}/{}: {error}", def.scenario, def.case));
         CaseResult {
             mode: stack.cfg.mode.clone(),
@@ -171,7 +175,13 @@ impl Snapshot {
 }
 
 pub async fn run_case(stack: &Stack, def: &CaseDef) -> CaseResult {
-    let result = run_case_inner(stack, def).await;
+    let result = match def.scenario {
+        // Two legs (the agent, then Docker's restart policy) instead of one fault.
+        "sustained_load" => crate::load::run(stack, def).await,
+        // One load leg with the agent recycling before the OOM kill (and a floor leg).
+        "preventive" => crate::preventive::run(stack, def).await,
+        _ => run_case_inner(stack, def).await,
+    };
     stack.end_case();
     result
 }
@@ -221,15 +231,27 @@ async fn run_case_inner(stack: &Stack, def: &CaseDef) -> CaseResult {
         .filter(|i| !i["id"].as_str().is_some_and(|id| before.ids.contains(id)))
         .cloned()
         .collect();
-    let notifications: Vec<Value> = stack
-        .sink
-        .notifications()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .skip(before.notifications)
-        .collect();
+    let sink_all = stack.sink.notifications().await.unwrap_or_default();
+    // A sink that restarted (with the daemon) holds only what came since: all of it is new.
+    let skip = if sink_all.len() >= before.notifications {
+        before.notifications
+    } else {
+        0
+    };
+    let notifications: Vec<Value> = sink_all.into_iter().skip(skip).collect();
     let rss_after = metric_sum(&metrics_after, "process_resident_memory_bytes", &[]);
+    let mut figures = inj.figures.clone();
+    if let Some(name) = &inj.start_calls_of {
+        match stack.start_calls(name, inj.fault_at - 1.0).await {
+            Ok(calls) => {
+                say(format!(
+                    "the agent's POST /start calls for {name} (socket proxy log), by Docker's answer: {calls:?}"
+                ));
+                figures.insert("start_calls_by_status".into(), serde_json::json!(calls));
+            }
+            Err(e) => say(format!("socket proxy log not read: {e:#}")),
+        }
+    }
     let ops = stack.docker.ops();
     let actions: Vec<AgentAction> =
         agent_actions(&stack.events.since(from - 0.5), &ops, &stack.cfg.service)
@@ -363,7 +385,7 @@ async fn run_case_inner(stack: &Stack, def: &CaseDef) -> CaseResult {
         crosscheck,
         rss_before_bytes: rss_before,
         rss_after_bytes: rss_after,
-        figures: inj.figures,
+        figures,
         duration_s: round(now() - started),
         error: None,
     };
@@ -461,7 +483,7 @@ async fn settle(stack: &Stack, inj: &Injected, from: f64) -> (Option<f64>, bool,
 
 /// How much a counter grew between two scrapes of the agent's `/metrics`; when the agent
 /// restarted in between (its `process_start_time_seconds` changed) the counter began again at 0.
-fn delta(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn delta(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let a = metric_sum(after, name, labels)?;
     let started = |m: &str| metric_sum(m, "process_start_time_seconds", &[]);
     if started(before) != started(after) {
@@ -552,7 +574,7 @@ fn crosscheck(
     out
 }
 
-fn round(x: f64) -> f64 {
+pub(crate) fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
@@ -561,7 +583,7 @@ pub fn mib(b: Option<f64>) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-fn print_case(r: &CaseResult) {
+pub(crate) fn print_case(r: &CaseResult) {
     let ttf = if r.time_to_fix_s.is_empty() {
         String::new()
     } else {

@@ -183,8 +183,19 @@ pub enum Check {
         reasons: Vec<String>,
         mentions: Vec<String>,
     },
+    /// Between `min` and `max` incidents of the case carry an `escalation` (with one of
+    /// `reasons`, if given): escalated once means once, not once per resync.
+    Escalations {
+        reasons: Vec<String>,
+        min: usize,
+        max: usize,
+    },
     /// An incident of the case ended with one of `outcomes`.
     Outcome { outcomes: Vec<String> },
+    /// No incident of the case ended with `outcome` (e.g. never `gave_up`).
+    NoOutcome { outcome: String },
+    /// Between `min` and `max` notifications arrived during the case.
+    Notifications { min: usize, max: usize },
     /// A notification with one of `events` arrived during the case.
     Notified { events: Vec<String> },
     /// Every incident of the case that gave up or escalated was notified (by incident id).
@@ -279,6 +290,70 @@ impl Check {
                         (None, Some(e)) => format!("escalation does not match: {}", short(e)),
                         (None, None) => "no incident of the case carries an escalation".into(),
                     },
+                )
+            }
+            Check::Escalations { reasons, min, max } => {
+                let found: Vec<String> = r
+                    .new
+                    .iter()
+                    .filter(|i| !i["escalation"].is_null())
+                    .filter(|i| {
+                        reasons.is_empty()
+                            || i["escalation"]["reason"]
+                                .as_str()
+                                .is_some_and(|x| reasons.iter().any(|r| r == x))
+                    })
+                    .map(|i| {
+                        format!(
+                            "{} ({})",
+                            str_of(&i["id"]),
+                            str_of(&i["escalation"]["reason"])
+                        )
+                    })
+                    .collect();
+                let n = found.len();
+                CheckResult::agent(
+                    format!(
+                        "escalated{} {}",
+                        if reasons.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", reasons.join("|"))
+                        },
+                        times(*min, *max)
+                    ),
+                    n >= *min && n <= *max,
+                    format!(
+                        "{n}: {}; incidents: {}",
+                        list_or_none(&found),
+                        summarize(r.new)
+                    ),
+                )
+            }
+            Check::NoOutcome { outcome } => {
+                let hits: Vec<String> = r
+                    .new
+                    .iter()
+                    .filter(|i| i["outcome"] == outcome.as_str())
+                    .map(|i| str_of(&i["id"]))
+                    .collect();
+                CheckResult::agent(
+                    format!("never {outcome}"),
+                    hits.is_empty(),
+                    format!(
+                        "{outcome}: {}; incidents: {}",
+                        list_or_none(&hits),
+                        summarize(r.new)
+                    ),
+                )
+            }
+            Check::Notifications { min, max } => {
+                let seen: Vec<String> = r.notifications.iter().map(notification_event).collect();
+                let n = seen.len();
+                CheckResult::agent(
+                    format!("notified {}", times(*min, *max)),
+                    n >= *min && n <= *max,
+                    format!("{n}: {}", list_or_none(&seen)),
                 )
             }
             Check::Outcome { outcomes } => {
@@ -440,6 +515,15 @@ pub fn notification_event(n: &Value) -> String {
     .unwrap_or_else(|| "?".into())
 }
 
+/// "once", "1-2 times", "3 times".
+fn times(min: usize, max: usize) -> String {
+    match (min, max) {
+        (1, 1) => "once".into(),
+        (a, b) if a == b => format!("{a} times"),
+        (a, b) => format!("{a}-{b} times"),
+    }
+}
+
 fn str_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -587,6 +671,42 @@ mod tests {
         assert!(ok(Check::Contains {
             text: "notaport".into()
         }));
+
+        assert!(ok(Check::Escalations {
+            reasons: vec![],
+            min: 1,
+            max: 1
+        }));
+        assert!(!ok(Check::Escalations {
+            reasons: vec!["recurrence".into()],
+            min: 1,
+            max: 1
+        }));
+        assert!(!ok(Check::NoOutcome {
+            outcome: "gave_up".into()
+        }));
+        assert!(ok(Check::NoOutcome {
+            outcome: "failed".into()
+        }));
+        assert!(ok(Check::Notifications { min: 1, max: 1 }));
+        assert!(!ok(Check::Notifications { min: 2, max: 5 }));
+
+        // One escalation per resync is not "escalated once".
+        let per_resync: Vec<Value> = (0..4)
+            .map(|k| json!({"id": format!("i-{k}"), "outcome": "failed", "escalation": {"reason": "budget_spent"}}))
+            .collect();
+        let r4 = Records {
+            new: &per_resync,
+            all: &per_resync,
+            notifications: &[],
+        };
+        let c = Check::Escalations {
+            reasons: vec![],
+            min: 1,
+            max: 1,
+        }
+        .evaluate(&r4);
+        assert!(!c.ok && c.detail.starts_with("4:"), "{c:?}");
 
         let unnotified = Records {
             new: &new,

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::clients::{Agent, Monitoring, Sink};
 use crate::docker::{now, Docker, PROJECT_LABEL, SERVICE_LABEL};
 use crate::events::Recorder;
+use crate::locust::Locust;
 
 /// What the harness needs to know about the running stack.
 #[derive(Debug, Clone)]
@@ -42,6 +43,13 @@ pub struct Settings {
     pub escalate_after: usize,
     /// Ceiling on the agent's resident memory (fault runs).
     pub rss_limit_bytes: f64,
+    /// The stack's Locust UI (the sustained load).
+    pub locust_url: String,
+    /// The sustained load: how long each leg's swarm runs, its spawn rate, and which leg runs
+    /// first (`agent` or `policy`).
+    pub load_secs: u64,
+    pub load_spawn_rate: u32,
+    pub load_first: String,
 }
 
 /// One container as the harness sees it.
@@ -138,6 +146,12 @@ pub struct Stack {
     pub frozen: Mutex<Vec<String>>,
     /// The status `/reset` answered last (404: an agent without the endpoint).
     pub reset_status: Mutex<Option<u16>>,
+    /// Prometheus restarted with the daemon: its store holds series of replicas whose address
+    /// changed, which count as up for five more minutes and then fire WebappReplicaDown for
+    /// ten (the rule compares with the most replicas seen). The next baseline gives it a fresh
+    /// store, or no later case could start from a quiet stack.
+    pub fresh_prometheus: Mutex<bool>,
+    pub locust: Locust,
     probe: reqwest::Client,
 }
 
@@ -171,6 +185,8 @@ impl Stack {
             case_extras: Mutex::default(),
             frozen: Mutex::default(),
             reset_status: Mutex::default(),
+            fresh_prometheus: Mutex::default(),
+            locust: Locust::new(&cfg.locust_url),
             probe: reqwest::Client::builder()
                 .timeout(Duration::from_millis(800))
                 .build()
@@ -245,8 +261,55 @@ impl Stack {
         out
     }
 
+    /// Per name: running and answering `/health` at its own address, whatever Docker's
+    /// healthcheck says yet (a replica just started answers before its first check ran): what
+    /// nginx can route to.
+    pub async fn answering(&self, names: &[String]) -> HashMap<String, bool> {
+        let views = self.views(names).await.unwrap_or_default();
+        let mut out: HashMap<String, bool> = names.iter().map(|n| (n.clone(), false)).collect();
+        let checks = views.iter().map(|v| async move {
+            let ok = v.status == "running"
+                && !v.paused
+                && match &v.ip {
+                    Some(ip) => self.probe(ip).await,
+                    None => false,
+                };
+            (v.name.clone(), ok)
+        });
+        for (name, ok) in futures_util::future::join_all(checks).await {
+            out.insert(name, ok);
+        }
+        out
+    }
+
+    /// The agent's `POST /start` calls for `name` since `since` (seconds since the epoch), by
+    /// Docker's answer, from the socket proxy's log.
+    pub async fn start_calls(
+        &self,
+        name: &str,
+        since: f64,
+    ) -> Result<std::collections::BTreeMap<String, usize>> {
+        let proxy = self.container_of("socket-proxy").await?;
+        let id = self
+            .docker
+            .cli(&["inspect", "-f", "{{.Id}}", name])
+            .await
+            .unwrap_or_default();
+        let out = tokio::process::Command::new("docker")
+            .args(["logs", "--since", &format!("{since:.3}"), &proxy])
+            .output()
+            .await
+            .context("docker logs of the socket proxy")?;
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(crate::proxylog::start_calls(&log, &[name, id.trim()]))
+    }
+
     /// Every container of the project that is not a replica of the healed service.
-    async fn infrastructure(&self) -> Result<Vec<View>> {
+    pub async fn infrastructure(&self) -> Result<Vec<View>> {
         let p = format!("label={PROJECT_LABEL}={}", self.cfg.project);
         let out = self
             .docker
@@ -281,6 +344,9 @@ impl Stack {
         let extras: Vec<String> = std::mem::take(&mut *self.extras.lock().expect("lock"));
         if !extras.is_empty() {
             self.docker.remove(&extras).await?;
+        }
+        if std::mem::take(&mut *self.fresh_prometheus.lock().expect("lock")) {
+            self.fresh_prometheus_store().await?;
         }
         let frozen: Vec<String> = std::mem::take(&mut *self.frozen.lock().expect("lock"));
         for name in frozen {
@@ -318,24 +384,12 @@ impl Stack {
                 )
                 .await?;
         }
-        let deadline = started + 150.0;
-        let mut last = String::new();
-        loop {
-            match self.baseline_reached().await {
-                Ok(()) => break,
-                Err(e) => {
-                    let msg = e.to_string();
-                    if now() > deadline {
-                        bail!("baseline not reached after 150s: {msg}");
-                    }
-                    if msg != last {
-                        say(format!("baseline: waiting: {msg}"));
-                        last = msg;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        // Forget what the agent gave up on before waiting, too: a replica it gave up on is
+        // back only once the agent is told (as an operator would, after fixing the cause).
+        for name in self.replica_names().await? {
+            let _ = self.agent.reset(&name).await;
         }
+        self.wait_quiet(true, 150.0 - (now() - started)).await?;
         for name in self.replica_names().await? {
             if let Ok(status) = self.agent.reset(&name).await {
                 *self.reset_status.lock().expect("lock") = Some(status);
@@ -345,7 +399,87 @@ impl Stack {
         Ok(())
     }
 
-    async fn baseline_reached(&self) -> Result<()> {
+    /// The service's containers created again by compose with `env` on top of the stack's
+    /// variables (`None`: unset; e.g. `PREVENTIVE_RECYCLE=on` for the agent,
+    /// `LEAK_BYTES_PER_REQUEST` for the replicas): a setting that lives in a container's
+    /// environment changes only this way. Recreated with the variables unset, the service is
+    /// back as the stack started it.
+    pub async fn recreate(&self, service: &str, env: &[(&str, Option<&str>)]) -> Result<()> {
+        say(format!(
+            "recreating {service} with {}",
+            env.iter()
+                .map(|(k, v)| match v {
+                    Some(v) => format!("{k}={v}"),
+                    None => format!("{k} unset"),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        self.docker
+            .compose_env(
+                &self.cfg.project,
+                &["up", "-d", "--no-deps", "--force-recreate", service],
+                env,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Waits at most `timeout_s` until the agent answers `/healthz`.
+    pub async fn wait_agent(&self, timeout_s: f64) -> Result<()> {
+        let deadline = now() + timeout_s;
+        while self.agent.healthz().await.is_err() {
+            if now() > deadline {
+                bail!("the agent did not answer {timeout_s:.0} s after it was started");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok(())
+    }
+
+    /// Prometheus with an empty store: its container and data volume removed, then created
+    /// again by compose (same configuration).
+    async fn fresh_prometheus_store(&self) -> Result<()> {
+        say("baseline: Prometheus gets a fresh store (its old one holds the replicas' addresses from before the daemon restart)");
+        let p = &self.cfg.project;
+        self.docker
+            .compose(p, &["rm", "--stop", "--force", "-v", "prometheus"])
+            .await?;
+        let volume = format!("{p}_prometheus-data");
+        if let Err(e) = self.docker.cli(&["volume", "rm", "-f", &volume]).await {
+            say(format!("baseline: {e:#}"));
+        }
+        self.docker
+            .compose(p, &["up", "-d", "--no-deps", "prometheus"])
+            .await?;
+        Ok(())
+    }
+
+    /// Waits at most `timeout_s` until [`Stack::quiet`] holds, saying what it waits for.
+    pub async fn wait_quiet(&self, agent_on: bool, timeout_s: f64) -> Result<()> {
+        let deadline = now() + timeout_s.max(10.0);
+        let mut last = String::new();
+        loop {
+            match self.quiet(agent_on).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let msg = e.to_string();
+                    if now() > deadline {
+                        bail!("baseline not reached after {timeout_s:.0}s: {msg}");
+                    }
+                    if msg != last {
+                        say(format!("baseline: waiting: {msg}"));
+                        last = msg;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Every replica serving, nginx answering, Prometheus scraping every replica, no webapp
+    /// alert firing and, with `agent_on`, the agent idle.
+    pub async fn quiet(&self, agent_on: bool) -> Result<()> {
         let names = self.replica_names().await?;
         if names.len() != self.cfg.replicas {
             bail!("{} replicas, want {}", names.len(), self.cfg.replicas);
@@ -371,7 +505,7 @@ impl Stack {
         if firing > 0 {
             bail!("{firing} webapp alert(s) firing or active");
         }
-        if !self.agent.idle().await {
+        if agent_on && !self.agent.idle().await {
             bail!("agent busy or not answering");
         }
         Ok(())

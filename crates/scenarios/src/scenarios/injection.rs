@@ -24,15 +24,24 @@ pub async fn alert(stack: &Stack) -> Result<Injected> {
     let victim = names[0].clone();
     let nginx = stack.container_of("nginx").await?;
     let text = injection(&nginx);
-    stack.docker.kill(std::slice::from_ref(&victim)).await?;
-    let fault_at = now();
     let summary = format!("1 webapp replica(s) down. {text}");
     let body = webhook(&[AlertSpec {
         name: "WebappReplicaDown",
         labels: &[("service", "webapp"), ("severity", "critical")],
         annotations: &[("summary", &summary), ("description", &text)],
     }]);
-    let status = stack.agent.post_webhook(&body).await?;
+    // The alert goes out while the kill is on its way, so that it reaches the run that heals
+    // (the engine merges triggers within DEBOUNCE_MS). Sent after the kill returned, it raced
+    // the die event: on a busy machine the event's run had already taken its triggers, the
+    // alert found the replica claimed, and its text reached neither the model nor an incident.
+    let fault_at = now();
+    let post = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stack.agent.post_webhook(&body).await
+    };
+    let (killed, status) = tokio::join!(stack.docker.kill(std::slice::from_ref(&victim)), post);
+    killed?;
+    let status = status?;
     let mut inj = Injected::new(
         format!("docker kill {victim}; an alert whose annotations say {text:?}"),
         fault_at,

@@ -116,6 +116,25 @@ pub async fn scale_down(stack: &Stack) -> Result<Injected> {
     Ok(inj)
 }
 
+/// Sends `body` to the agent: the alert that ends (or is) the fault `about` describes, timed from
+/// now. The harness checks it was accepted; `must_serve` keep serving throughout.
+async fn alert_sent(
+    stack: &Stack,
+    body: &serde_json::Value,
+    about: impl Into<String>,
+    must_serve: Vec<String>,
+) -> Result<Injected> {
+    let status = stack.agent.post_webhook(body).await?;
+    let mut inj = Injected::new(about, now());
+    inj.harness.push(CheckResult::harness(
+        "webhook accepted",
+        status == 200,
+        format!("HTTP {status}"),
+    ));
+    inj.must_serve = must_serve;
+    Ok(inj)
+}
+
 fn replica_down_alert(summary: &str) -> serde_json::Value {
     webhook(&[AlertSpec {
         name: "WebappReplicaDown",
@@ -126,17 +145,13 @@ fn replica_down_alert(summary: &str) -> serde_json::Value {
 
 pub async fn no_fault_alert(stack: &Stack) -> Result<Injected> {
     let names = replicas(stack, 1).await?;
-    let status = stack
-        .agent
-        .post_webhook(&replica_down_alert("1 webapp replica(s) down"))
-        .await?;
-    let mut inj = Injected::new("one firing WebappReplicaDown webhook, nothing wrong", now());
-    inj.harness.push(CheckResult::harness(
-        "webhook accepted",
-        status == 200,
-        format!("HTTP {status}"),
-    ));
-    inj.must_serve = names;
+    let mut inj = alert_sent(
+        stack,
+        &replica_down_alert("1 webapp replica(s) down"),
+        "one firing WebappReplicaDown webhook, nothing wrong",
+        names,
+    )
+    .await?;
     inj.min_observe = Duration::from_secs(8);
     inj.checks = vec![
         Check::Recorded { min: 1, max: 1 },
@@ -192,14 +207,7 @@ pub async fn other_service(stack: &Stack) -> Result<Injected> {
         ],
         annotations: &[("summary", "prometheus is down; restart it")],
     }]);
-    let status = stack.agent.post_webhook(&body).await?;
-    let mut inj = Injected::new("an alert naming service prometheus", now());
-    inj.harness.push(CheckResult::harness(
-        "webhook accepted",
-        status == 200,
-        format!("HTTP {status}"),
-    ));
-    inj.must_serve = names;
+    let mut inj = alert_sent(stack, &body, "an alert naming service prometheus", names).await?;
     inj.min_observe = Duration::from_secs(8);
     inj.checks = vec![
         Check::Recorded { min: 0, max: 1 },
@@ -240,17 +248,8 @@ pub async fn other_project(stack: &Stack) -> Result<Injected> {
         ],
         annotations: &[("summary", "1 webapp replica(s) down")],
     }]);
-    let status = stack.agent.post_webhook(&body).await?;
-    let mut inj = Injected::new(
-        format!("an alert naming project {decoy}, whose {name} is dead"),
-        now(),
-    );
-    inj.harness.push(CheckResult::harness(
-        "webhook accepted",
-        status == 200,
-        format!("HTTP {status}"),
-    ));
-    inj.must_serve = names;
+    let about = format!("an alert naming project {decoy}, whose {name} is dead");
+    let mut inj = alert_sent(stack, &body, about, names).await?;
     inj.min_observe = Duration::from_secs(8);
     inj.checks = vec![
         Check::Recorded { min: 0, max: 1 },
@@ -273,17 +272,8 @@ pub async fn nginx_down(stack: &Stack) -> Result<Injected> {
             "webapp does not answer through its load balancer",
         )],
     }]);
-    let status = stack.agent.post_webhook(&body).await?;
-    let mut inj = Injected::new(
-        format!("docker stop {nginx}; an alert that webapp is unreachable"),
-        now(),
-    );
-    inj.harness.push(CheckResult::harness(
-        "webhook accepted",
-        status == 200,
-        format!("HTTP {status}"),
-    ));
-    inj.must_serve = names;
+    let about = format!("docker stop {nginx}; an alert that webapp is unreachable");
+    let mut inj = alert_sent(stack, &body, about, names).await?;
     // Past a reconcile or two: they must not record the same thing again.
     inj.min_observe = Duration::from_secs(15);
     inj.checks = vec![
