@@ -6,7 +6,9 @@
 FROM and TO are Unix times. The panels and their queries are read from
 grafana/dashboards/healstack.json (one source for Grafana and this picture); Grafana's
 variables are replaced the way Grafana would for that window. The dashboard's annotation
-queries mark the agent's restarts (vertical lines) and the firing alerts (shaded spans).
+queries mark the agent's restarts (orange lines), its preventive recycles (dashed lines in the
+annotation's colour: a replaced replica is not a crash) and the firing alerts (shaded spans).
+Prints what it drew, read back from the figure (render_dashboard_test.py checks it).
 
 Needs matplotlib (Debian: python3-matplotlib); standard library otherwise.
 """
@@ -17,6 +19,7 @@ import math
 import pathlib
 import re
 import sys
+import textwrap
 import urllib.parse
 import urllib.request
 
@@ -31,9 +34,20 @@ PANELS = [
     ("Failed requests at nginx (as users see them)", "req/s"),
 ]
 RESTARTS = "Restarts by the agent"
+RECYCLES = "Recycles by the agent"
 ALERTS = "Alerts"
-# The datasource's timeInterval (grafana/provisioning/datasources/prometheus.yaml).
-SCRAPE = 2.0
+
+
+def _time_interval():
+    # The datasource's timeInterval (grafana/provisioning/datasources/prometheus.yaml).
+    for path in sorted((ROOT / "grafana" / "provisioning" / "datasources").glob("*.y*ml")):
+        m = re.search(r"^\s*timeInterval:\s*(\d+)s\s*$", path.read_text(), re.M)
+        if m:
+            return float(m.group(1))
+    return 15.0
+
+
+SCRAPE = _time_interval()
 POINTS = 600
 
 
@@ -95,40 +109,49 @@ def annotation(dash, name):
     raise SystemExit(f"render_dashboard: no annotation {name!r} in {DASHBOARD}")
 
 
-def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("prometheus")
-    parser.add_argument("start", type=float)
-    parser.add_argument("end", type=float)
-    parser.add_argument("out")
-    parser.add_argument("--title", default="Self-healing stack")
-    args = parser.parse_args(argv[1:])
+def annotation_times(base, ann, variables, start, end, step):
+    # Every point where the annotation query has a value; with useValueForTime (as Grafana
+    # draws it) the value is the event's time in milliseconds.
+    times = set()
+    for series in query_range(base, substitute(ann["expr"], variables), start, end, step):
+        for t, v in series["values"]:
+            if ann.get("useValueForTime"):
+                times.add(float(v) / 1000)
+            elif float(v) > 0:
+                times.add(float(t))
+    return sorted(times)
 
+
+def render(base, start, end, out, title):
+    """Draw the picture to OUT; return what was drawn, read back from the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     dash = json.loads(DASHBOARD.read_text())
-    start, end = args.start, args.end
     step, variables = grafana_vars(start, end)
     rel = lambda t: t - start  # noqa: E731  seconds since the window began
 
-    # Restart markers: every point where the annotation query has a value.
-    restarts = set()
-    for series in query_range(args.prometheus, substitute(annotation(dash, RESTARTS)["expr"], variables), start, end, step):
-        for t, v in series["values"]:
-            if float(v) > 0:
-                restarts.add(float(t))
-    # Merge consecutive points into one marker at the first (one per restart burst).
+    # Restarts: consecutive points merged into one marker at the first (one per restart burst).
     markers, last = [], None
-    for t in sorted(restarts):
+    for t in annotation_times(base, annotation(dash, RESTARTS), variables, start, end, step):
         if last is None or t - last > 3 * step:
             markers.append(t)
         last = t
+    # Recycles: one marker per recycle, not merged: the agent recycles one replica at a time,
+    # a few seconds apart, and each is an event of its own. Dashed, in the annotation's own
+    # colour (Grafana's iconColor), so that a replaced replica does not read as a crash.
+    recycle_annotation = annotation(dash, RECYCLES)
+    recycles = annotation_times(base, recycle_annotation, variables, start, end, step)
+    mark_styles = {
+        "restart": dict(color="darkorange", linewidth=0.8, alpha=0.7),
+        "recycle": dict(color=recycle_annotation.get("iconColor", "green"), linestyle="--", linewidth=1.0, alpha=0.8),
+    }
     # Alert spans: consecutive firing points of each alert.
     spans = []
-    for series in query_range(args.prometheus, substitute(annotation(dash, ALERTS)["expr"], variables), start, end, step):
+    for series in query_range(base, substitute(annotation(dash, ALERTS)["expr"], variables), start, end, step):
         name = series["metric"].get("alertname", "alert")
         times = [float(t) for t, _ in series["values"]]
         begin = prev = None
@@ -142,18 +165,26 @@ def main(argv):
                 prev = t
 
     fig, axes = plt.subplots(len(PANELS), 1, figsize=(12, 3.1 * len(PANELS)), sharex=True)
-    fig.suptitle(args.title, fontsize=13, x=0.01, ha="left")
+    heading = textwrap.fill(title, 110)  # a long title wraps instead of running off the picture
+    fig.suptitle(heading, fontsize=13, x=0.01, ha="left")
     plotted = 0
     for ax, (title, unit) in zip(axes, PANELS):
         panel = panel_by_title(dash, title)
         colours = fixed_colours(panel)
         for target in panel["targets"]:
-            for series in query_range(args.prometheus, substitute(target["expr"], variables), start, end, step):
+            for series in query_range(base, substitute(target["expr"], variables), start, end, step):
                 # The `or vector(0)` fallback (nothing counted at that time) has no labels:
                 # Grafana shows an unnamed zero line; here it is a thin grey "(none)".
                 fallback = not series["metric"] and "{{" in (target.get("legendFormat") or "")
-                xs = [rel(float(t)) for t, _ in series["values"]]
-                ys = [float(v) for _, v in series["values"]]
+                xs, ys = [], []
+                for t, v in series["values"]:
+                    # A gap (a replica down, or a name back on a new container) stays a gap,
+                    # as Grafana draws it (spanNulls off): no line across it.
+                    if xs and rel(float(t)) - xs[-1] > 2 * step:
+                        xs.append(xs[-1] + step)
+                        ys.append(float("nan"))
+                    xs.append(rel(float(t)))
+                    ys.append(float(v))
                 if unit == "MiB":
                     ys = [y / 2**20 for y in ys]
                 label = "(none)" if fallback else legend(target.get("legendFormat"), series["metric"])
@@ -168,7 +199,9 @@ def main(argv):
                 ax.plot(xs, ys, label=label, **style)
                 plotted += 1
         for t in markers:
-            ax.axvline(rel(t), color="darkorange", linewidth=0.8, alpha=0.7)
+            ax.axvline(rel(t), gid="restart", **mark_styles["restart"])
+        for t in recycles:
+            ax.axvline(rel(t), gid="recycle", **mark_styles["recycle"])
         ax.set_title(title, fontsize=10, loc="left")
         if unit:
             ax.set_ylabel(unit)
@@ -177,26 +210,59 @@ def main(argv):
         handles, labels = ax.get_legend_handles_labels()
         if len(labels) > 8:  # per-replica series: too many to name
             handles, labels = handles[:1] + handles[-1:], ["per replica"] + labels[-1:]
-        if handles:
+        if handles and ax is not axes[0]:
             ax.legend(handles, labels, fontsize=7, loc="upper right", ncol=2)
+    # The top panel's legend also names the markers and the alerts.
     top = axes[0]
     colours = {}
     for name, begin, finish in spans:
         colour = colours.setdefault(name, f"C{3 + len(colours)}")
         top.axvspan(rel(begin), rel(finish), color=colour, alpha=0.12, label=None)
+    handles, labels = top.get_legend_handles_labels()
     for name, colour in colours.items():
-        top.plot([], [], color=colour, alpha=0.4, linewidth=6, label=f"alert {name}")
-    if colours:
-        top.legend(fontsize=7, loc="lower right", ncol=2)
+        handles.append(Line2D([], [], color=colour, alpha=0.4, linewidth=6))
+        labels.append(f"alert {name}")
+    named = {"restart": (markers, f"agent restarts ({len(markers)} bursts)"), "recycle": (recycles, f"agent recycles ({len(recycles)})")}
+    for kind, (times, label) in named.items():
+        if times:
+            handles.append(Line2D([], [], **mark_styles[kind]))
+            labels.append(label)
+    if handles:
+        top.legend(handles, labels, fontsize=7, loc="lower right", ncol=2)
     axes[-1].set_xlabel(
         f"seconds since the run began; orange lines: the agent's restarts ({len(markers)} bursts); "
+        f"{mark_styles['recycle']['color']} dashed: its preventive recycles ({len(recycles)}); "
         f"shaded: firing alerts ({len(spans)} spans)"
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
-    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=90)
-    print(f"render_dashboard: {args.out}: {plotted} series, {len(markers)} restart markers, {len(spans)} alert spans")
-    return 0 if plotted else 1
+    fig.tight_layout(rect=(0, 0, 1, 0.97 - 0.015 * heading.count("\n")))
+    pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    box = top.get_legend()
+    drawn = {"series": plotted, "alert spans": len(spans), "legend": [t.get_text() for t in box.get_texts()] if box else []}
+    for kind in mark_styles:
+        # Per panel, the x of every marker of this kind: each panel must carry the same ones.
+        drawn[kind] = [sorted(line.get_xdata()[0] for line in ax.lines if line.get_gid() == kind) for ax in axes]
+    plt.close(fig)
+    return drawn
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("prometheus")
+    parser.add_argument("start", type=float)
+    parser.add_argument("end", type=float)
+    parser.add_argument("out")
+    parser.add_argument("--title", default="Self-healing stack")
+    args = parser.parse_args(argv[1:])
+    drawn = render(args.prometheus, args.start, args.end, args.out, args.title)
+    print(
+        f"render_dashboard: {args.out}: {drawn['series']} series, {len(drawn['restart'][0])} restart markers, "
+        f"{len(drawn['recycle'][0])} recycle markers, {drawn['alert spans']} alert spans"
+    )
+    for kind in ("restart", "recycle"):
+        if drawn[kind][0]:
+            print(f"render_dashboard: {kind} markers at s " + " ".join(f"{x:.1f}" for x in drawn[kind][0]))
+    return 0 if drawn["series"] else 1
 
 
 if __name__ == "__main__":

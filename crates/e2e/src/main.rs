@@ -53,7 +53,18 @@ fn run() -> Result<bool> {
             ok &= c.ok;
         }
     }
-    let summary = serde_json::json!({ "runs": runs, "all_checks_passed": ok });
+    let across = e2e::report::compare_served(&runs);
+    for c in &across {
+        println!(
+            "[{}] {}: {}",
+            if c.ok { "ok" } else { "FAIL" },
+            c.what,
+            c.detail
+        );
+        ok &= c.ok;
+    }
+    let summary =
+        serde_json::json!({ "runs": runs, "across_runs": across, "all_checks_passed": ok });
     std::fs::write(
         dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?,

@@ -15,7 +15,9 @@ use crate::percentile;
 #[derive(Debug, Clone, Deserialize)]
 pub struct Meta {
     pub name: String,
-    /// `load` (Locust until replicas are OOM-killed) or `reference` (one replica killed by hand).
+    /// `load` (Locust until replicas are OOM-killed), `preventive` (the same load with
+    /// PREVENTIVE_RECYCLE=on: replicas recycled before their OOM kill) or `reference` (one
+    /// replica killed by hand).
     pub kind: String,
     /// `alert` (Docker events off) or `events`.
     pub path: String,
@@ -27,9 +29,15 @@ pub struct Meta {
     pub to: f64,
     #[serde(default)]
     pub note: String,
+    #[serde(default)]
+    pub replicas_serving: Option<u64>,
+    /// Locust users of a load run: at a fixed rate per user, two runs' request counts differ
+    /// by at most one per user (where each user stands at the start and the stop).
+    #[serde(default)]
+    pub users: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Figures {
     pub name: String,
     pub kind: String,
@@ -39,6 +47,13 @@ pub struct Figures {
     pub crashes: usize,
     pub oom_kills: usize,
     pub healed: usize,
+    /// Replicas recycled by the agent (incidents `recycled`), and their time from SIGTERM to
+    /// healthy.
+    pub recycles: usize,
+    pub recycle_p50_s: Option<f64>,
+    pub recycle_p95_s: Option<f64>,
+    /// Replicas serving (healthy) when the run ended (written by the script).
+    pub replicas_serving: Option<u64>,
     /// Per crash: from the death until every replica is healthy again (the definition).
     pub recovery_p50_s: Option<f64>,
     pub recovery_p95_s: Option<f64>,
@@ -56,6 +71,9 @@ pub struct Figures {
     pub incidents_by_outcome: BTreeMap<String, usize>,
     pub requests: Option<u64>,
     pub failed_requests: Option<u64>,
+    /// Requests answered without failure: what the users got.
+    pub served_requests: Option<u64>,
+    pub users: Option<u64>,
     pub failed_share_pct: Option<f64>,
     pub llm_turns_avg: Option<f64>,
     pub llm_prompt_tokens_avg: Option<f64>,
@@ -161,6 +179,19 @@ pub fn analyse(dir: &Path) -> Result<Figures> {
         .filter(|a| a["detail"]["action"] == "restart")
         .filter_map(|a| Some((a["target"].as_str()?.to_string(), ts(&a["at"])?)))
         .collect();
+    // Nor is a recycle's graceful stop (the incident's `stop` step, SIGTERM to exit).
+    let recycled: Vec<&Value> = incidents
+        .iter()
+        .filter(|i| i["recycle"].is_object())
+        .collect();
+    let own_stops: Vec<(String, f64)> = recycled
+        .iter()
+        .filter_map(|i| {
+            let began = ts(&i["run_started_at"])?;
+            let t = i["recycle"]["stop_seconds"].as_f64().unwrap_or(0.0);
+            Some((i["recycle"]["replica"].as_str()?.to_string(), began + t))
+        })
+        .collect();
     let crashes: Vec<Crash> = events::crashes(&events, &meta.service, meta.from, meta.to)
         .into_iter()
         .filter(|c| {
@@ -168,6 +199,16 @@ pub fn analyse(dir: &Path) -> Result<Figures> {
                 .iter()
                 .any(|(n, t)| *n == c.name && c.died_at >= *t - 0.5 && c.died_at <= *t + 15.0)
         })
+        .filter(|c| {
+            !own_stops
+                .iter()
+                .any(|(n, t)| *n == c.name && (c.died_at - *t).abs() <= 2.0)
+        })
+        .collect();
+    let recycle_times: Vec<f64> = recycled
+        .iter()
+        .filter(|i| i["outcome"] == "recycled")
+        .filter_map(|i| i["recycle"]["healthy_after_seconds"].as_f64())
         .collect();
     let foreign = events::foreign_starts(&events, &meta.service, meta.from, meta.to);
     let replica_recoveries: Vec<f64> = crashes.iter().filter_map(Crash::recovery_seconds).collect();
@@ -255,7 +296,43 @@ pub fn analyse(dir: &Path) -> Result<Figures> {
             detail,
         })
     };
-    if meta.kind == "load" {
+    if meta.kind == "preventive" {
+        let ooms = crashes.iter().filter(|c| c.oom_killed).count();
+        check(
+            "preventive: no replica OOM-killed",
+            ooms == 0,
+            format!("{ooms} OOM kills, {} crashes", crashes.len()),
+        );
+        let n = recycled
+            .iter()
+            .filter(|i| i["outcome"] == "recycled")
+            .count();
+        check(
+            "preventive: replicas recycled",
+            n > 0,
+            format!("{n} recycles"),
+        );
+        let failed = locust.map(|l| l.1);
+        check(
+            "preventive: no failed request at nginx",
+            failed == Some(0),
+            format!("{failed:?} failed of {:?}", locust.map(|l| l.0)),
+        );
+        let m = metric_sum(
+            &metrics,
+            "healing_recycles_total",
+            &[("service", &meta.service)],
+        ) - metric_sum(
+            &metrics,
+            "healing_recycles_total",
+            &[("service", &meta.service), ("result", "failed")],
+        );
+        check(
+            "agent metrics agree: recycles",
+            m as usize == n,
+            format!("metric {m} vs incidents {n}"),
+        );
+    } else if meta.kind == "load" {
         let ooms = crashes
             .iter()
             .filter(|c| c.oom_killed && c.exit_code == Some(137))
@@ -375,11 +452,14 @@ pub fn analyse(dir: &Path) -> Result<Figures> {
     } else {
         by("event") > 0
     };
-    check(
-        &format!("healed through the {} path", meta.path),
-        ok,
-        format!("acting incidents by trigger: {triggers:?}"),
-    );
+    // A preventive run heals only what the recycles missed (ideally nothing).
+    if meta.kind != "preventive" {
+        check(
+            &format!("healed through the {} path", meta.path),
+            ok,
+            format!("acting incidents by trigger: {triggers:?}"),
+        );
+    }
 
     Ok(Figures {
         name: meta.name,
@@ -390,6 +470,10 @@ pub fn analyse(dir: &Path) -> Result<Figures> {
         crashes: crashes.len(),
         oom_kills: crashes.iter().filter(|c| c.oom_killed).count(),
         healed: crashes.len() - unhealed.len(),
+        recycles: recycle_times.len(),
+        recycle_p50_s: percentile(&recycle_times, 50.0),
+        recycle_p95_s: percentile(&recycle_times, 95.0),
+        replicas_serving: meta.replicas_serving,
         recovery_p50_s: percentile(&recoveries, 50.0),
         recovery_p95_s: percentile(&recoveries, 95.0),
         recovery_max_s: percentile(&recoveries, 100.0),
@@ -403,6 +487,8 @@ pub fn analyse(dir: &Path) -> Result<Figures> {
         incidents_by_outcome: by_outcome,
         requests: locust.map(|l| l.0),
         failed_requests: locust.map(|l| l.1),
+        served_requests: locust.map(|(r, f)| r.saturating_sub(f)),
+        users: meta.users,
         failed_share_pct: locust
             .filter(|l| l.0 > 0)
             .map(|(r, f)| 100.0 * f as f64 / r as f64),
@@ -413,6 +499,36 @@ pub fn analyse(dir: &Path) -> Result<Figures> {
         recoveries_s: recoveries,
         checks,
     })
+}
+
+/// Across runs: each preventive run served at least as many requests as each reactive (`load`)
+/// run of the same report. The load is a fixed rate per user, so a run that failed requests,
+/// or slowed down, served fewer; the one allowance is a request per user, where each user
+/// stands when the swarm starts and stops.
+pub fn compare_served(runs: &[Figures]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for p in runs.iter().filter(|r| r.kind == "preventive") {
+        for l in runs.iter().filter(|r| r.kind == "load") {
+            let (Some(ps), Some(ls)) = (p.served_requests, l.served_requests) else {
+                checks.push(Check {
+                    what: format!("{} served at least as many requests as {}", p.name, l.name),
+                    ok: false,
+                    detail: "no Locust figures".into(),
+                });
+                continue;
+            };
+            let slack = p.users.or(l.users).unwrap_or(0);
+            checks.push(Check {
+                what: format!("{} served at least as many requests as {}", p.name, l.name),
+                ok: ps + slack >= ls,
+                detail: format!(
+                    "{ps} against {ls} ({:+}; allowance {slack}, a request per user)",
+                    ps as i64 - ls as i64
+                ),
+            });
+        }
+    }
+    checks
 }
 
 fn f(v: Option<f64>, unit: &str) -> String {
@@ -435,6 +551,28 @@ pub fn table(runs: &[Figures]) -> String {
             Box::new(|r| format!("{} ({})", r.crashes, r.oom_kills)),
         ),
         ("crashes healed", Box::new(|r| r.healed.to_string())),
+        (
+            "recycles (p50/p95 healthy)",
+            Box::new(|r| {
+                if r.recycles == 0 {
+                    return "0".into();
+                }
+                format!(
+                    "{} ({} / {})",
+                    r.recycles,
+                    f(r.recycle_p50_s, " s"),
+                    f(r.recycle_p95_s, " s")
+                )
+            }),
+        ),
+        (
+            "replicas serving at the end",
+            Box::new(|r| {
+                r.replicas_serving
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into())
+            }),
+        ),
         (
             "recovery p50 (all healthy)",
             Box::new(|r| f(r.recovery_p50_s, " s")),
@@ -480,6 +618,14 @@ pub fn table(runs: &[Figures]) -> String {
                     format!("{f}/{n} ({:.2}%)", r.failed_share_pct.unwrap_or(0.0))
                 }
                 _ => "-".into(),
+            }),
+        ),
+        (
+            "requests served",
+            Box::new(|r| {
+                r.served_requests
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into())
             }),
         ),
         (
@@ -533,6 +679,47 @@ pub fn table(runs: &[Figures]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(name: &str, kind: &str, requests: u64, failed: u64) -> Figures {
+        Figures {
+            name: name.into(),
+            kind: kind.into(),
+            requests: Some(requests),
+            failed_requests: Some(failed),
+            served_requests: Some(requests - failed),
+            users: Some(5),
+            ..Figures::default()
+        }
+    }
+
+    #[test]
+    fn preventive_runs_are_compared_by_requests_served_with_a_request_per_user_allowed() {
+        let verdicts = |p: Figures| -> Vec<bool> {
+            let runs = [
+                run("alert", "load", 4000, 90),
+                run("events", "load", 4001, 0),
+                p,
+            ];
+            compare_served(&runs).iter().map(|c| c.ok).collect()
+        };
+        // Failures at the reactive run count against it, not for it.
+        assert_eq!(
+            verdicts(run("preventive", "preventive", 3996, 0)),
+            [true, true]
+        );
+        // Beyond a request per user short: a slower run, whatever its failures.
+        assert_eq!(
+            verdicts(run("preventive", "preventive", 3990, 0)),
+            [true, false]
+        );
+        assert_eq!(
+            verdicts(run("preventive", "preventive", 3904, 0)),
+            [false, false]
+        );
+        let mut blind = run("preventive", "preventive", 0, 0);
+        blind.served_requests = None;
+        assert_eq!(verdicts(blind), [false, false]);
+    }
 
     #[test]
     fn locust_aggregated_row() {

@@ -5,6 +5,7 @@
 //! the first `functionCall` part of each turn carries a `thoughtSignature` that must come back
 //! unchanged, errors are `{"error": {code, message, status, details}}`, a 429 carries `RetryInfo`.
 
+mod generation;
 mod validate;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -200,7 +201,7 @@ async fn answer(
             "Invalid JSON payload received. Unexpected token.",
         );
     };
-    if let Err(message) = validate::check_request(body, &shared.signer) {
+    if let Err(message) = validate::check_request(model, body, &shared.signer) {
         return fail(400, "INVALID_ARGUMENT", &message);
     }
 

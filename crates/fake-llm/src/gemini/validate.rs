@@ -37,7 +37,7 @@ fn without_signature(part: &Value) -> Value {
 }
 
 /// Checks the request body; `Err` is the message of a 400 INVALID_ARGUMENT.
-pub(crate) fn check_request(body: &Value, signer: &Signer) -> Result<(), String> {
+pub(crate) fn check_request(model: &str, body: &Value, signer: &Signer) -> Result<(), String> {
     let Some(obj) = body.as_object() else {
         return Err("Invalid JSON payload received. Expected an object.".into());
     };
@@ -64,6 +64,12 @@ pub(crate) fn check_request(body: &Value, signer: &Signer) -> Result<(), String>
     }
     if let Some(tools) = obj.get("tools") {
         check_tools(tools)?;
+    }
+    if let Some(config) = obj
+        .get("generationConfig")
+        .or_else(|| obj.get("generation_config"))
+    {
+        super::generation::check(model.trim_start_matches("models/"), config)?;
     }
     let contents = match obj.get("contents") {
         Some(Value::Array(c)) if !c.is_empty() => c,
@@ -325,7 +331,7 @@ mod tests {
             turn,
             answer(&["restart_container", "restart_container"]),
         ]);
-        check_request(&body, &s).unwrap();
+        check_request("gemini-3.8-flash", &body, &s).unwrap();
     }
 
     #[test]
@@ -338,6 +344,7 @@ mod tests {
             .unwrap()
             .remove("thoughtSignature");
         let err = check_request(
+            "gemini-3.8-flash",
             &request(vec![user.clone(), turn, answer(&["list_webapp_status"])]),
             &s,
         )
@@ -350,6 +357,7 @@ mod tests {
         let mut turn = signed_turn(&s, &[("list_webapp_status", json!({}))]);
         turn["parts"][0]["functionCall"]["args"] = json!({"x": 1});
         let err = check_request(
+            "gemini-3.8-flash",
             &request(vec![user, turn, answer(&["list_webapp_status"])]),
             &s,
         )
@@ -363,12 +371,14 @@ mod tests {
         let user = json!({"role": "user", "parts": [{"text": "go"}]});
         let turn = signed_turn(&s, &[("a", json!({})), ("b", json!({}))]);
         let err = check_request(
+            "gemini-3.8-flash",
             &request(vec![user.clone(), turn.clone(), answer(&["a"])]),
             &s,
         )
         .unwrap_err();
         assert!(err.contains("number of function response parts"), "{err}");
         let err = check_request(
+            "gemini-3.8-flash",
             &request(vec![user.clone(), turn.clone(), answer(&["b", "a"])]),
             &s,
         )
@@ -376,9 +386,15 @@ mod tests {
         assert!(err.contains("does not match"), "{err}");
         let mut bad = answer(&["a", "b"]);
         bad["parts"][1]["functionResponse"]["response"] = json!("plain string");
-        let err = check_request(&request(vec![user.clone(), turn, bad]), &s).unwrap_err();
+        let err = check_request(
+            "gemini-3.8-flash",
+            &request(vec![user.clone(), turn, bad]),
+            &s,
+        )
+        .unwrap_err();
         assert!(err.contains("google.protobuf.Struct"), "{err}");
-        let err = check_request(&request(vec![user, answer(&["a"])]), &s).unwrap_err();
+        let err = check_request("gemini-3.8-flash", &request(vec![user, answer(&["a"])]), &s)
+            .unwrap_err();
         assert!(
             err.contains("immediately after a function call turn"),
             "{err}"
@@ -392,13 +408,13 @@ mod tests {
         let body = json!({"contents": [user], "tools": [{"functionDeclarations": [
             {"name": "list", "description": "d", "parameters": {"type": "object", "properties": {}}}
         ]}]});
-        assert!(check_request(&body, &s)
+        assert!(check_request("gemini-3.8-flash", &body, &s)
             .unwrap_err()
             .contains("should be non-empty for OBJECT type"));
         let body = json!({"contents": [{"role": "user", "parts": [{"text": "go"}]}], "tools": [{"functionDeclarations": [
             {"name": "r", "parameters": {"type": "object", "properties": {"name": {"type": "string"}}, "additionalProperties": false}}
         ]}]});
-        assert!(check_request(&body, &s)
+        assert!(check_request("gemini-3.8-flash", &body, &s)
             .unwrap_err()
             .contains("Unknown name \"additionalProperties\""));
     }
