@@ -8,8 +8,9 @@
 #   are rebuilt only when Cargo.toml or Cargo.lock change. A layer, not RUN --mount caches:
 #   those need BuildKit, and Docker's legacy builder must build this too.
 # - The result is FROM scratch: /app, a CA bundle (the agent calls HTTPS LLM APIs), and
-#   /data owned by the unprivileged user it runs as (uid 10001), so a fresh named volume
-#   mounted there is writable. Healthchecks run `/app healthcheck`: no shell needed.
+#   /data and /share owned by the unprivileged user it runs as (uid 10001), so fresh named
+#   volumes mounted there are writable (the agent's state; the token it shares with
+#   Alertmanager). Healthchecks run `/app healthcheck`: no shell needed.
 #
 # Without a registry, scripts/offline-images makes a local stand-in of RUST_IMAGE from this
 # machine's toolchain.
@@ -33,11 +34,11 @@ RUN case "$(uname -m)" in \
         aarch64 | arm64) echo aarch64-unknown-linux-gnu ;; \
         *) echo "unsupported architecture $(uname -m): build on x86_64 or arm64" >&2; exit 1 ;; \
     esac >/rust-target \
- && mkdir -p /dist /data
+ && mkdir -p /dist /data /share
 ENV RUSTFLAGS="-C target-feature=+crt-static" \
     CARGO_TERM_PROGRESS_WHEN=never
 # The packages with binaries in the stack; the same list in both builds, so features unify alike.
-ENV CARGO_PACKAGES="-p webapp -p webhook-receiver -p fake-llm"
+ENV CARGO_PACKAGES="-p webapp -p webhook-receiver -p fake-llm -p socket-proxy"
 COPY --from=planner /skeleton/ ./
 RUN cargo build --release --locked --target "$(cat /rust-target)" $CARGO_PACKAGES
 COPY Cargo.toml Cargo.lock ./
@@ -56,6 +57,7 @@ RUN test -n "${BIN}" || { echo "build arg BIN is required (e.g. --build-arg BIN=
 FROM scratch
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build --chown=10001:10001 /data /data
+COPY --from=build --chown=10001:10001 /share /share
 COPY --from=pick /app /app
 USER 10001:10001
 ENTRYPOINT ["/app"]
