@@ -298,6 +298,47 @@ use_rust_standin() {
 # Every service but grafana: no Grafana image can be had without a registry.
 OFFLINE_SERVICES=(webapp nginx prometheus alertmanager socket-proxy webhook-receiver locust)
 
+# What a full test run takes on disk, measured on a daemon with no images (CI=true): target/
+# 2.1 GB, /var/lib/docker 2.2 GB; the packages setup installs on a fresh machine (Docker,
+# Chromium, matplotlib) about 0.6 GB by dpkg's sizes, plus their downloads. Setup warns below
+# this much free space.
+TEST_DISK_NEED_MB=6000
+
+disk_free_mb() { df -Pm "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
+
+disk_free_summary() {
+    # "N MB free for target/ (at PATH), M MB for Docker's data (at DIR)"
+    local root
+    root="$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || true)"
+    printf '%s MB free for target/ (%s)' "$(disk_free_mb "$REPO_ROOT")" "$REPO_ROOT"
+    [ -z "$root" ] || [ ! -d "$root" ] || printf ', %s MB for Docker'"'"'s data (%s)' "$(disk_free_mb "$root")" "$root"
+}
+
+check_disk_space() {
+    # Says how much disk there is, and warns when a run is likely to fill it (it goes on: the
+    # figure is an estimate, and a developer's target/ and images may already be there).
+    local free root
+    free="$(disk_free_mb "$REPO_ROOT")"
+    root="$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || true)"
+    if [ -n "$root" ] && [ -d "$root" ]; then
+        local dfree
+        dfree="$(disk_free_mb "$root")"
+        [ -z "$dfree" ] || [ -z "$free" ] || [ "$dfree" -ge "$free" ] || free=$dfree
+    fi
+    log "disk: $(disk_free_summary)"
+    if [ -n "$free" ] && [ "$free" -lt "$TEST_DISK_NEED_MB" ]; then
+        log "WARNING: a full test run needs about $TEST_DISK_NEED_MB MB free (target/, Docker's images and build cache, packages); only $free MB are: steps may fail with 'No space left on device'"
+    fi
+}
+
+cargo_build_tools() {
+    # The workspace's debug binaries the scripts run (scenarios, e2e-report), built with every
+    # target selected as `cargo test --workspace` builds them: cargo then resolves the
+    # dependencies' features the same way and reuses what the test step built. (`-p scenarios`
+    # alone resolved them otherwise and compiled 48 crates, and their disk, a second time.)
+    cargo build --locked --workspace --all-targets "$@" >&2
+}
+
 compose() {
     # COMPOSE_ENV_FILE=/dev/null makes a test run ignore the developer's .env.
     (cd "$REPO_ROOT" && docker compose ${COMPOSE_ENV_FILE:+--env-file "$COMPOSE_ENV_FILE"} "$@")
