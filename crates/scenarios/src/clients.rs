@@ -41,11 +41,14 @@ impl Agent {
         Ok(r.json().await?)
     }
 
-    /// Not healing right now (`healing: false`; an agent without that field counts as idle).
-    /// False when the agent does not answer.
+    /// Neither healing nor recycling right now (`healing: false`, `recycling: []`; an agent
+    /// without those fields counts as idle). False when the agent does not answer.
     pub async fn idle(&self) -> bool {
         match self.healthz().await {
-            Ok(h) => !h["healing"].as_bool().unwrap_or(false),
+            Ok(h) => {
+                !h["healing"].as_bool().unwrap_or(false)
+                    && h["recycling"].as_array().is_none_or(|r| r.is_empty())
+            }
             Err(_) => false,
         }
     }

@@ -155,6 +155,17 @@ impl Engine {
             .unwrap_or(PRIOR_RECYCLE)
     }
 
+    /// Services with a recycle (or a rolling restart) in flight, sorted.
+    pub fn recycling(&self) -> Vec<String> {
+        let mut v: Vec<String> = lock(&self.inner.recycles.state)
+            .busy
+            .iter()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
     fn try_busy(&self, service: &str) -> Option<BusyGuard> {
         lock(&self.inner.recycles.state)
             .busy

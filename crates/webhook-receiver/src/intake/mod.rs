@@ -178,6 +178,7 @@ async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
         "dry_run": s.dry_run,
         "docker_events": s.docker_events,
         "healing": s.engine.busy(),
+        "recycling": s.engine.recycling(),
     }))
 }
 

@@ -192,8 +192,11 @@ async fn a_rolling_restart_recycles_every_replica_keeping_n_minus_one_serving() 
     let engine = h.engine.clone();
     let task = tokio::spawn(async move { engine.rolling_restart("webapp").await });
     let mut fewest = usize::MAX;
+    // In flight, the service is `recycling` (/healthz says so: tests and operators wait on it).
+    let mut recycling_seen = Vec::new();
     while !task.is_finished() {
         fewest = fewest.min(h.names.iter().filter(|n| h.rt.serving(n)).count());
+        recycling_seen.push(h.engine.recycling());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let done = task.await.unwrap().unwrap();
@@ -202,6 +205,11 @@ async fn a_rolling_restart_recycles_every_replica_keeping_n_minus_one_serving() 
     assert_eq!(done.len(), 3);
     assert!(done.iter().all(|r| r.ok), "{done:?}");
     assert_eq!(fewest, 2);
+    assert!(
+        recycling_seen.iter().any(|r| r == &["webapp".to_string()]),
+        "{recycling_seen:?}"
+    );
+    assert!(h.engine.recycling().is_empty());
     for n in &h.names {
         assert_eq!(h.rt.actions_on(n), 2, "one stop, one start");
     }
