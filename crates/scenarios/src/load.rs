@@ -134,15 +134,36 @@ pub struct Leg {
 }
 
 pub async fn run(stack: &Stack, def: &CaseDef) -> CaseResult {
+    run_with_table(
+        stack,
+        def,
+        |started| run_legs(stack, def, started),
+        crate::report::load_text,
+    )
+    .await
+}
+
+/// A load case: announced, run by `body` (given its start time), printed with its `table`; an
+/// error is the case's result.
+pub(crate) async fn run_with_table<F, Fut>(
+    stack: &Stack,
+    def: &CaseDef,
+    body: F,
+    table: fn(&[CaseResult]) -> String,
+) -> CaseResult
+where
+    F: FnOnce(f64) -> Fut,
+    Fut: std::future::Future<Output = Result<CaseResult>>,
+{
     let started = now();
     say(format!(
         "==== {} {}/{}: {}",
         stack.cfg.mode, def.scenario, def.case, def.about
     ));
-    match run_legs(stack, def, started).await {
+    match body(started).await {
         Ok(r) => {
             print_case(&r);
-            say(crate::report::load_text(std::slice::from_ref(&r)));
+            say(table(std::slice::from_ref(&r)));
             r
         }
         Err(e) => CaseResult::error(stack, def, started, format!("{e:#}")),

@@ -20,8 +20,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::docker::now;
-use crate::load::{run_leg, verdict_of, Healer, Leg};
-use crate::runner::{print_case, round, CaseResult};
+use crate::load::{run_leg, run_with_table, verdict_of, Healer, Leg};
+use crate::runner::{round, CaseResult};
 use crate::scenarios::CaseDef;
 use crate::score::CheckResult;
 use crate::stack::{say, Stack};
@@ -80,19 +80,13 @@ pub fn variant(case: &str, load_secs: u64) -> Result<Variant> {
 }
 
 pub async fn run(stack: &Stack, def: &CaseDef) -> CaseResult {
-    let started = now();
-    say(format!(
-        "==== {} {}/{}: {}",
-        stack.cfg.mode, def.scenario, def.case, def.about
-    ));
-    match run_case(stack, def, started).await {
-        Ok(r) => {
-            print_case(&r);
-            say(crate::report::preventive_text(std::slice::from_ref(&r)));
-            r
-        }
-        Err(e) => CaseResult::error(stack, def, started, format!("{e:#}")),
-    }
+    run_with_table(
+        stack,
+        def,
+        |started| run_case(stack, def, started),
+        crate::report::preventive_text,
+    )
+    .await
 }
 
 /// The replicas recreated with `env` (`None`: unset), the agent stopped meanwhile so that it

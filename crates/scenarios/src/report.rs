@@ -302,9 +302,18 @@ pub fn load_text(results: &[CaseResult]) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    let table: Vec<[String; 10]> = rows.iter().map(load_cells).collect();
-    let mut widths: Vec<usize> = LOAD_HEADERS.iter().map(|h| h.len()).collect();
-    for c in &table {
+    let table: Vec<Vec<String>> = rows.iter().map(|r| load_cells(r).to_vec()).collect();
+    text_table(
+        "sustained load: the agent against Docker's restart policy",
+        &LOAD_HEADERS,
+        &table,
+    )
+}
+
+/// A titled table with columns padded to their widest cell.
+fn text_table(title: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for c in rows {
         for (i, cell) in c.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
         }
@@ -316,12 +325,29 @@ pub fn load_text(results: &[CaseResult]) -> String {
             .collect::<Vec<_>>()
             .join("  ")
     };
-    let mut s = String::from("sustained load: the agent against Docker's restart policy\n");
-    s.push_str(&line(&LOAD_HEADERS.map(String::from)));
+    let mut s = format!("{title}\n");
+    s.push_str(&line(
+        &headers.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    ));
     s.push('\n');
-    for c in &table {
+    for c in rows {
         s.push_str(&line(c));
         s.push('\n');
+    }
+    s
+}
+
+/// A Markdown table whose first `left` columns are left-aligned and the rest right-aligned.
+fn markdown_table(headers: &[&str], left: usize, rows: &[Vec<String>]) -> String {
+    let mut s = format!("| {} |\n", headers.join(" | "));
+    s.push_str(&format!(
+        "|{}\n",
+        (0..headers.len())
+            .map(|i| if i < left { "---|" } else { "---:|" })
+            .collect::<String>()
+    ));
+    for r in rows {
+        s.push_str(&format!("| {} |\n", r.join(" | ")));
     }
     s
 }
@@ -332,19 +358,8 @@ pub fn load_markdown(results: &[CaseResult]) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    let mut s = format!("| {} |\n", LOAD_HEADERS.join(" | "));
-    s.push_str(&format!(
-        "|{}\n",
-        LOAD_HEADERS
-            .iter()
-            .enumerate()
-            .map(|(i, _)| if i < 2 { "---|" } else { "---:|" })
-            .collect::<String>()
-    ));
-    for r in &rows {
-        s.push_str(&format!("| {} |\n", load_cells(r).join(" | ")));
-    }
-    s
+    let table: Vec<Vec<String>> = rows.iter().map(|r| load_cells(r).to_vec()).collect();
+    markdown_table(&LOAD_HEADERS, 2, &table)
 }
 
 const PREVENTIVE_HEADERS: [&str; 9] = [
@@ -423,26 +438,12 @@ pub fn preventive_text(results: &[CaseResult]) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    let mut widths: Vec<usize> = PREVENTIVE_HEADERS.iter().map(|h| h.len()).collect();
-    for c in &rows {
-        for (i, cell) in c.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let line = |c: &[String]| {
-        c.iter()
-            .enumerate()
-            .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
-    let mut s = String::from("preventive recycling under load\n");
-    s.push_str(&line(&PREVENTIVE_HEADERS.map(String::from)));
-    s.push('\n');
-    for c in &rows {
-        s.push_str(&line(c));
-        s.push('\n');
-    }
+    let rows: Vec<Vec<String>> = rows.into_iter().map(|r| r.to_vec()).collect();
+    let mut s = text_table(
+        "preventive recycling under load",
+        &PREVENTIVE_HEADERS,
+        &rows,
+    );
     for n in &notes {
         s.push_str(n);
         s.push('\n');
@@ -456,18 +457,8 @@ pub fn preventive_markdown(results: &[CaseResult]) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    let mut s = format!("| {} |\n", PREVENTIVE_HEADERS.join(" | "));
-    s.push_str(&format!(
-        "|{}\n",
-        PREVENTIVE_HEADERS
-            .iter()
-            .enumerate()
-            .map(|(i, _)| if i < 3 { "---|" } else { "---:|" })
-            .collect::<String>()
-    ));
-    for r in &rows {
-        s.push_str(&format!("| {} |\n", r.join(" | ")));
-    }
+    let rows: Vec<Vec<String>> = rows.into_iter().map(|r| r.to_vec()).collect();
+    let mut s = markdown_table(&PREVENTIVE_HEADERS, 3, &rows);
     for n in &notes {
         s.push_str(&format!("\n{n}\n"));
     }
@@ -588,5 +579,17 @@ mod tests {
         assert!(md.contains("| runbook | **all** | 3 (+1 invalid) | 67% | 33% | 0% | 33% | 2.0 s | 3.0 s | 2.5 | 1500 |"), "{md}");
         assert!(text(&rows).lines().count() == rows.len() + 1);
         assert!(failures(&results).contains("llm killed/c: wrong+missed"));
+    }
+
+    #[test]
+    fn tables_pad_text_columns_and_align_markdown_numbers_right() {
+        let rows = vec![
+            vec!["users20".to_string(), "1".to_string()],
+            vec!["a".to_string(), "12345".to_string()],
+        ];
+        let t = text_table("title", &["case", "n"], &rows);
+        assert_eq!(t, "title\ncase     n    \nusers20  1    \na        12345\n");
+        let md = markdown_table(&["case", "n"], 1, &rows);
+        assert_eq!(md, "| case | n |\n|---|---:|\n| users20 | 1 |\n| a | 12345 |\n");
     }
 }
