@@ -590,6 +590,9 @@ mod tests {
         let t = text_table("title", &["case", "n"], &rows);
         assert_eq!(t, "title\ncase     n    \nusers20  1    \na        12345\n");
         let md = markdown_table(&["case", "n"], 1, &rows);
-        assert_eq!(md, "| case | n |\n|---|---:|\n| users20 | 1 |\n| a | 12345 |\n");
+        assert_eq!(
+            md,
+            "| case | n |\n|---|---:|\n| users20 | 1 |\n| a | 12345 |\n"
+        );
     }
 }
