@@ -264,9 +264,6 @@ async fn run_legs(stack: &Stack, def: &CaseDef, started: f64) -> Result<CaseResu
     figures.insert("order".into(), json!(order));
     figures.insert("legs".into(), json!(legs));
     Ok(CaseResult {
-        mode: stack.cfg.mode.clone(),
-        scenario: def.scenario.into(),
-        case: def.case.into(),
         about: format!(
             "{users} Locust users (spawn rate {}) through nginx for {}s, the agent and Docker's restart policy one after the other ({})",
             stack.cfg.load_spawn_rate,
@@ -284,20 +281,10 @@ async fn run_legs(stack: &Stack, def: &CaseDef, started: f64) -> Result<CaseResu
         wrong,
         missed,
         checks,
-        time_to_fix_s: vec![],
         timed_out: agent.healthy_after_s.is_none(),
         incidents,
-        notifications: vec![],
-        llm_incidents: 0,
-        llm_turns: 0,
-        llm_tokens: 0,
-        fallback_incidents: 0,
-        crosscheck: vec![],
-        rss_before_bytes: None,
-        rss_after_bytes: None,
         figures,
-        duration_s: round(now() - started),
-        error: None,
+        ..CaseResult::blank(stack, def, started)
     })
 }
 

@@ -19,9 +19,8 @@
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use crate::docker::now;
 use crate::load::{run_leg, run_with_table, verdict_of, Healer, Leg};
-use crate::runner::{round, CaseResult};
+use crate::runner::CaseResult;
 use crate::scenarios::CaseDef;
 use crate::score::CheckResult;
 use crate::stack::{say, Stack};
@@ -193,9 +192,6 @@ async fn run_case(stack: &Stack, def: &CaseDef, started: f64) -> Result<CaseResu
     figures.insert("recycles_oom".into(), json!(prev.recycles_oom));
     figures.insert("legs".into(), json!(legs));
     Ok(CaseResult {
-        mode: stack.cfg.mode.clone(),
-        scenario: def.scenario.into(),
-        case: def.case.into(),
         about: format!(
             "{} Locust users (spawn rate {}) through nginx for {}s, the agent with PREVENTIVE_RECYCLE=on{}{}",
             v.users,
@@ -227,20 +223,11 @@ async fn run_case(stack: &Stack, def: &CaseDef, started: f64) -> Result<CaseResu
         wrong,
         missed,
         checks,
-        time_to_fix_s: vec![],
         timed_out: prev.healthy_after_s.is_none(),
         incidents,
-        notifications: vec![],
-        llm_incidents: 0,
-        llm_turns: 0,
-        llm_tokens: 0,
-        fallback_incidents: 0,
         crosscheck,
-        rss_before_bytes: None,
-        rss_after_bytes: None,
         figures,
-        duration_s: round(now() - started),
-        error: None,
+        ..CaseResult::blank(stack, def, started)
     })
 }
 
@@ -392,6 +379,7 @@ pub fn crosscheck(leg: &Leg) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::round;
     use std::collections::BTreeMap;
 
     fn leg(requests: f64, failed: f64, oom: usize, recycles: usize) -> Leg {

@@ -112,14 +112,15 @@ pub struct CaseResult {
 }
 
 impl CaseResult {
-    pub(crate) fn error(stack: &Stack, def: &CaseDef, started: f64, error: String) -> CaseResult {
-        say(format!("!! {}/{}: {error}", def.scenario, def.case));
+    /// A case's result with its identity and nothing measured yet: the cases that do not go
+    /// through the fault runner (load, preventive, an error) fill in what they have.
+    pub(crate) fn blank(stack: &Stack, def: &CaseDef, started: f64) -> CaseResult {
         CaseResult {
             mode: stack.cfg.mode.clone(),
             scenario: def.scenario.into(),
             case: def.case.into(),
             about: def.about.into(),
-            verdict: "error".into(),
+            verdict: String::new(),
             correct_action: false,
             records_ok: false,
             expected: vec![],
@@ -139,8 +140,18 @@ impl CaseResult {
             rss_before_bytes: None,
             rss_after_bytes: None,
             figures: serde_json::Map::new(),
+            duration_s: round(now() - started),
+            error: None,
+        }
+    }
+
+    pub(crate) fn error(stack: &Stack, def: &CaseDef, started: f64, error: String) -> CaseResult {
+        say(format!("!! {}/{}: {error}", def.scenario, def.case));
+        CaseResult {
+            verdict: "error".into(),
             duration_s: now() - started,
             error: Some(error),
+            ..CaseResult::blank(stack, def, started)
         }
     }
 }
