@@ -95,6 +95,9 @@ struct World {
     /// The events the daemon still holds (lost when it restarts).
     history: VecDeque<RuntimeEvent>,
     oom_kills: usize,
+    /// Containers killed (`docker kill`) the moment the agent's probe reaches them: a death
+    /// between the agent's inspect and its probe.
+    killed_when_probed: Vec<String>,
 }
 
 pub struct MemoryRuntime {
@@ -118,6 +121,7 @@ impl MemoryRuntime {
                 action_delay: Duration::ZERO,
                 read_only: false,
                 refusing: HashMap::new(),
+                killed_when_probed: Vec::new(),
                 history: VecDeque::new(),
                 oom_kills: 0,
             }),
@@ -323,6 +327,11 @@ impl MemoryRuntime {
     /// `docker kill`: exit 137, not an OOM kill.
     pub fn kill(&self, name: &str) {
         self.exit(name, 137, false);
+    }
+
+    /// The next probe of `name` finds it killed: it dies (exit 137) as the probe arrives.
+    pub fn kill_when_probed(&self, name: &str) {
+        self.world().killed_when_probed.push(name.to_string());
     }
 
     /// `docker stop`: SIGTERM (the kill event), exit 0, and the stop event, as Docker does.
@@ -784,6 +793,17 @@ impl ContainerRuntime for MemoryRuntime {
 #[async_trait]
 impl Prober for MemoryRuntime {
     async fn replica(&self, state: &ReplicaState) -> Option<ProbeRecord> {
+        let dies = {
+            let mut w = self.world();
+            let at = w
+                .killed_when_probed
+                .iter()
+                .position(|n| *n == state.container.name);
+            at.map(|i| w.killed_when_probed.remove(i))
+        };
+        if let Some(name) = dies {
+            self.kill(&name);
+        }
         let answers = self
             .world()
             .containers

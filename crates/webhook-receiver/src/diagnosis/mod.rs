@@ -140,6 +140,7 @@ pub async fn observe(
         }
     }));
     let (mut probes, service_probe) = tokio::join!(probes, service_probe);
+    recheck_unanswered(ctx, depth, &mut live, &mut probes).await;
     discount_unreachable(&live, &mut probes);
     let stops = attribute_stops(ctx, project, &live).await;
     let mut replicas = join_all(
@@ -177,6 +178,40 @@ pub async fn probe_replica(ctx: &Context, state: &ReplicaState) -> Option<ProbeO
         tries: 2,
         failures,
     })
+}
+
+/// A replica that answered none of its probes is looked at again before it may be called hung:
+/// one killed (or restarted) while it was probed has left the life that was probed, and is
+/// diagnosed from the state it is in now, without the probes of a life that is over.
+async fn recheck_unanswered(
+    ctx: &Context,
+    depth: Depth,
+    live: &mut [ReplicaState],
+    probes: &mut [Option<ProbeOutcome>],
+) {
+    let unanswered: Vec<usize> = (0..live.len())
+        .filter(|&i| probes[i].as_ref().is_some_and(ProbeOutcome::unanswered))
+        .collect();
+    let again = join_all(
+        unanswered
+            .iter()
+            .map(|&i| ctx.runtime.inspect(&live[i].container, depth.memory)),
+    )
+    .await;
+    for (i, now) in unanswered.into_iter().zip(again) {
+        let Ok(now) = now else { continue };
+        let probed = &live[i];
+        if now.status != probed.status || now.started_at != probed.started_at {
+            tracing::info!(
+                container = %probed.container.name,
+                was = status_str(probed.status),
+                now = status_str(now.status),
+                "its probes went unanswered because it left that life meanwhile: diagnosed as it is now"
+            );
+            live[i] = now;
+            probes[i] = None;
+        }
+    }
 }
 
 /// When no replica that Docker calls serving answers the agent's probe (two or more of them),
