@@ -33,6 +33,9 @@ const MAX_HEAD: usize = 8 * 1024;
 /// Longest wait for dockerd's answer: a restart or stop waits up to `t` (at most 300 s) first.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(360);
+/// What is read of a refused request's body before the answer (see [`drain`]).
+const DRAIN_MAX: usize = 64 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// dockerd's response headers passed back; the rest (hop-by-hop, framing) is hyper's business.
 const PASSED_HEADERS: &[&str] = &[
@@ -61,7 +64,8 @@ impl Proxy {
         let started = Instant::now();
         let method = req.method().clone();
         let target = req.uri().to_string();
-        let (mut resp, sent) = match self.answer(&req).await {
+        let answered = self.answer(&req).await;
+        let (mut resp, sent) = match answered {
             Ok(done) => done,
             Err(refusal) => {
                 let resp = refusal.response();
@@ -81,6 +85,7 @@ impl Proxy {
                         reason = %refusal, ms, "refused"
                     ),
                 }
+                drain(req).await;
                 return resp;
             }
         };
@@ -141,6 +146,29 @@ impl Proxy {
         }
         Ok((resp, format!("{} {target}", call.method)))
     }
+}
+
+/// Reads and drops what the client still sends of a refused request's body (at most
+/// [`DRAIN_MAX`] bytes, for at most [`DRAIN_TIME`]) before the answer goes out. The connection
+/// closes after the answer: closed with a body still arriving, the client's next write is reset
+/// and it may never read the refusal (a shell client dies of SIGPIPE). A client waiting for
+/// `100 Continue` sends nothing more: it gets the answer at once.
+async fn drain(req: Request<Incoming>) {
+    if req.headers().contains_key(hyper::header::EXPECT) {
+        return;
+    }
+    let mut body = req.into_body();
+    let mut left = DRAIN_MAX;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len());
+            left = left.saturating_sub(n);
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Serves until `shutdown` completes.

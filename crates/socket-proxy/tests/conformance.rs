@@ -835,6 +835,51 @@ async fn crafted_requests_reach_dockerd_only_as_the_agents_calls() {
     );
 }
 
+/// A body refused at its head but sent slowly (a shell's printf, a loaded machine): every part
+/// of the request is written without a reset, and the refusal is read after it.
+#[tokio::test]
+async fn a_refused_body_sent_in_slow_parts_still_gets_its_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::ours("slow-body").await;
+    let head = http1(
+        "POST",
+        "/v1.41/containers/hs-webapp-1/start",
+        "HTTP/1.1",
+        &[
+            "Content-Type: application/json",
+            "Transfer-Encoding: chunked",
+            "Connection: close",
+        ],
+        b"",
+    );
+    let body = chunked(PRIVILEGED);
+    let (size_line, rest) = body.split_at(body.iter().position(|b| *b == b'\n').unwrap() + 1);
+    let (data, end) = rest.split_at(PRIVILEGED.len());
+    let mut s = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+    for (i, part) in [&head[..], size_line, data, end].into_iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        s.write_all(part)
+            .await
+            .unwrap_or_else(|e| panic!("part {i} of the request: {e} (the proxy closed early)"));
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        s.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the proxy answers and closes")
+    .expect("the answer is read, not reset");
+    assert!(
+        status_of(&answer).starts_with("HTTP/1.1 400"),
+        "{}",
+        show(&answer)
+    );
+    assert!(h.upstream.take().await.is_empty(), "nothing went upstream");
+}
+
 /// Random requests from the pieces attackers use; whatever the proxy answers, nothing outside the
 /// allow-list may reach the upstream.
 #[test]
