@@ -25,12 +25,19 @@ async fn a_burst_of_triggers_is_one_run_and_one_start_per_dead_replica() {
     }
     let incidents = h.incidents();
     assert_eq!(h.outcomes(), [Outcome::Healed]);
-    let healed: Vec<FailureClass> = incidents
-        .iter()
-        .filter(|i| i.outcome == Outcome::Healed)
-        .map(|i| i.class)
-        .collect();
-    assert_eq!(healed, [FailureClass::Killed], "{incidents:#?}");
+    assert_eq!(incidents[0].class, FailureClass::Killed);
+    assert_eq!(incidents[0].triggers.len(), 1, "identical triggers merge");
+    // The alert repeats on the now healthy service: recorded once, then de-duplicated.
+    h.trigger_alert();
+    h.settle().await;
+    h.trigger_alert();
+    h.settle().await;
+    assert_eq!(h.outcomes(), [Outcome::Healed, Outcome::NoAction]);
+    assert!(
+        h.metric(r#"healing_deduplicated_total{service="webapp"} 1"#),
+        "{}",
+        h.metrics.render()
+    );
 }
 
 #[tokio::test(start_paused = true)]
