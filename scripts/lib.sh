@@ -306,26 +306,31 @@ TEST_DISK_NEED_MB=6000
 
 disk_free_mb() { df -Pm "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
 
-disk_free_summary() {
-    # "N MB free for target/ (at PATH), M MB for Docker's data (at DIR)"
+docker_data_dir() {
+    # Docker's data directory, when the daemon answers and the directory is visible here.
     local root
     root="$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || true)"
+    [ -z "$root" ] || [ ! -d "$root" ] || printf '%s' "$root"
+}
+
+disk_free_summary() {
+    # disk_free_summary [DOCKER_DIR]: "N MB free for target/ (PATH), M MB for Docker's data (DIR)"
+    local root=${1-$(docker_data_dir)}
     printf '%s MB free for target/ (%s)' "$(disk_free_mb "$REPO_ROOT")" "$REPO_ROOT"
-    [ -z "$root" ] || [ ! -d "$root" ] || printf ', %s MB for Docker'"'"'s data (%s)' "$(disk_free_mb "$root")" "$root"
+    [ -z "$root" ] || printf ', %s MB for Docker'"'"'s data (%s)' "$(disk_free_mb "$root")" "$root"
 }
 
 check_disk_space() {
     # Says how much disk there is, and warns when a run is likely to fill it (it goes on: the
     # figure is an estimate, and a developer's target/ and images may already be there).
-    local free root
+    local free root dfree
     free="$(disk_free_mb "$REPO_ROOT")"
-    root="$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || true)"
-    if [ -n "$root" ] && [ -d "$root" ]; then
-        local dfree
+    root="$(docker_data_dir)"
+    if [ -n "$root" ]; then
         dfree="$(disk_free_mb "$root")"
         [ -z "$dfree" ] || [ -z "$free" ] || [ "$dfree" -ge "$free" ] || free=$dfree
     fi
-    log "disk: $(disk_free_summary)"
+    log "disk: $(disk_free_summary "$root")"
     if [ -n "$free" ] && [ "$free" -lt "$TEST_DISK_NEED_MB" ]; then
         log "WARNING: a full test run needs about $TEST_DISK_NEED_MB MB free (target/, Docker's images and build cache, packages); only $free MB are: steps may fail with 'No space left on device'"
     fi
